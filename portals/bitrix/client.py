@@ -1,0 +1,293 @@
+"""The only module that speaks HTTP to Bitrix24 and its OAuth servers.
+
+One ``requests.Session`` for the process, a (connect, read) timeout on every call, redirects never
+followed (a portal that moved answers 302 and we must not re-send a token to wherever it points),
+and every error turned into the exception for its ``error`` code (``portals.bitrix.errors``).
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from dataclasses import dataclass, field
+from urllib.parse import quote, urlsplit
+
+import requests
+from django.conf import settings
+
+from portals.bitrix import errors
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = "bitrix-widget-backend/1.0 (+django)"
+# Seconds to wait before each retry of a rate-limited call; its length bounds the retries.
+RATE_LIMIT_BACKOFF = (0.5, 1.0, 2.0)
+BATCH_MAX_COMMANDS = 50
+
+_session = requests.Session()
+_session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+_adapter = requests.adapters.HTTPAdapter(pool_connections=32, pool_maxsize=64, max_retries=0)
+_session.mount("http://", _adapter)
+_session.mount("https://", _adapter)
+
+
+# --- addresses we may talk to ---------------------------------------------------------------------
+
+
+def _origin(url: str) -> str:
+    """scheme://host[:port], lower-cased, with the default port dropped."""
+    parts = urlsplit(url.strip())
+    host = (parts.hostname or "").rstrip(".").lower()
+    port = parts.port
+    default = {"http": 80, "https": 443}.get(parts.scheme.lower())
+    netloc = host if port in (None, default) else f"{host}:{port}"
+    return f"{parts.scheme.lower()}://{netloc}"
+
+
+def trusted_oauth_servers() -> list[str]:
+    return [_origin(server) for server in settings.B24_OAUTH_SERVERS if server.strip()]
+
+
+def oauth_server_for(server_endpoint: str | None) -> str:
+    """The configured OAuth server a payload's ``server_endpoint`` names (the first when none).
+
+    Stops the attack where a forged payload names a host of its own so that we send it our
+    client_secret or trust its ``app.info`` answer: anything not configured raises.
+    """
+    servers = trusted_oauth_servers()
+    if not servers:
+        raise errors.UntrustedServer("NO_OAUTH_SERVER", "B24_OAUTH_SERVERS is empty")
+    if not server_endpoint:
+        return servers[0]
+    try:
+        origin = _origin(server_endpoint)
+        parts = urlsplit(server_endpoint.strip())
+    except ValueError:
+        origin, parts = "", None
+    if origin not in servers or parts is None or parts.username or parts.password:
+        raise errors.UntrustedServer(
+            "UNTRUSTED_SERVER", "the OAuth server named in the request is not one we trust"
+        )
+    return origin
+
+
+class UntrustedEndpoint(ValueError):
+    """A portal REST address we refuse to call (see ``validate_client_endpoint``)."""
+
+
+def validate_client_endpoint(url: str) -> str:
+    """A portal REST base fit to receive a user's token, normalised, or UntrustedEndpoint.
+
+    https on the default port, a DNS name (no IP literal, no user:password@), a path ending in
+    /rest/. Plain http, odd ports and loopback or private addresses pass only with
+    B24_ALLOW_PRIVATE_ENDPOINTS (development and tests): they would let a token be sent inside
+    our own network.
+    """
+    allow_private = settings.B24_ALLOW_PRIVATE_ENDPOINTS
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except (ValueError, AttributeError) as exc:
+        raise UntrustedEndpoint(f"not a URL: {url!r}") from exc
+    scheme = parts.scheme.lower()
+    if scheme not in ("https", "http") or (scheme == "http" and not allow_private):
+        raise UntrustedEndpoint("the portal address must use https")
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise UntrustedEndpoint("the portal address must not contain a user name or password")
+    if parts.query or parts.fragment:
+        raise UntrustedEndpoint("the portal address must not contain a query or fragment")
+    host = (parts.hostname or "").rstrip(".").lower()
+    if not host:
+        raise UntrustedEndpoint("the portal address has no host")
+    try:
+        host = host.encode("idna").decode("ascii")
+    except UnicodeError as exc:
+        raise UntrustedEndpoint("the portal host name is not a valid domain name") from exc
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        address = None
+    if address is not None and not allow_private:
+        raise UntrustedEndpoint("the portal address must be a domain name, not an IP address")
+    if address is None and (host == "localhost" or host.endswith(".localhost") or "." not in host):
+        if not allow_private:
+            raise UntrustedEndpoint("the portal address must be a public domain name")
+    if port not in (None, 443) and not (allow_private or (scheme == "http" and port == 80)):
+        raise UntrustedEndpoint("the portal address must use the standard https port")
+    if not parts.path.endswith("/rest/"):
+        raise UntrustedEndpoint("the portal REST address must end in /rest/")
+    netloc = host if port in (None, 443 if scheme == "https" else 80) else f"{host}:{port}"
+    if address is not None and address.version == 6:
+        netloc = f"[{host.strip('[]')}]" + (f":{port}" if port else "")
+    return f"{scheme}://{netloc}{parts.path}"
+
+
+# --- the wire -------------------------------------------------------------------------------------
+
+
+def _timeout() -> tuple[float, float]:
+    return (settings.B24_CONNECT_TIMEOUT, settings.B24_READ_TIMEOUT)
+
+
+def _send(http_method: str, url: str, **kwargs) -> dict:
+    """One HTTP exchange; the parsed JSON body, or the exception for what went wrong."""
+    try:
+        response = _session.request(
+            http_method, url, timeout=_timeout(), allow_redirects=False, **kwargs
+        )
+    except requests.Timeout as exc:
+        raise errors.Timeout("TIMEOUT", "Bitrix24 did not answer in time") from None
+    except requests.RequestException as exc:
+        raise errors.TransportError("CONNECTION_FAILED", type(exc).__name__) from None
+    if response.is_redirect or 300 <= response.status_code < 400:
+        raise errors.PortalMoved(response.headers.get("Location", ""), status=response.status_code)
+    try:
+        payload = response.json()
+    except ValueError:
+        raise errors.TransportError(
+            "BAD_RESPONSE", f"HTTP {response.status_code} without a JSON body",
+            status=response.status_code,
+        ) from None
+    if isinstance(payload, dict) and payload.get("error"):
+        raise errors.error_from_payload(payload, status=response.status_code)
+    if response.status_code >= 400 or not isinstance(payload, dict):
+        raise errors.TransportError(
+            "BAD_RESPONSE", f"HTTP {response.status_code} without a Bitrix24 answer",
+            status=response.status_code,
+        )
+    return payload
+
+
+def _with_rate_limit_retries(send):
+    """Retry ``send()`` on QUERY_LIMIT_EXCEEDED with bounded backoff (protocol 4.4)."""
+    for delay in (*RATE_LIMIT_BACKOFF, None):
+        try:
+            return send()
+        except errors.RateLimited:
+            if delay is None:
+                raise
+            time.sleep(delay)
+
+
+# --- the OAuth server -----------------------------------------------------------------------------
+
+
+def _client_credentials() -> tuple[str, str]:
+    if not settings.B24_CLIENT_ID or not settings.B24_CLIENT_SECRET:
+        raise errors.NotConfigured(
+            "NOT_CONFIGURED", "B24_CLIENT_ID and B24_CLIENT_SECRET must be set"
+        )
+    return settings.B24_CLIENT_ID, settings.B24_CLIENT_SECRET
+
+
+def oauth_app_info(*, server: str, access_token: str) -> dict:
+    """The OAuth server's ``app.info`` for a token: whose app, which portal, which user."""
+    server = oauth_server_for(server)
+    payload = _send("GET", f"{server}/rest/app.info", params={"auth": access_token})
+    result = payload.get("result")
+    if not isinstance(result, dict):
+        raise errors.TransportError("BAD_RESPONSE", "app.info answered without a result")
+    return result
+
+
+def oauth_refresh(*, server: str, refresh_token: str) -> dict:
+    """Spend a refresh token. Its answer holds the new pair; the old one is dead (single-use)."""
+    server = oauth_server_for(server)
+    client_id, client_secret = _client_credentials()
+    payload = _send(
+        "GET",
+        f"{server}/oauth/token/",
+        params={
+            "grant_type": "refresh_token",
+            "client_id": client_id,
+            "client_secret": client_secret,
+            "refresh_token": refresh_token,
+        },
+    )
+    # A 200 without access_token is an error (wrong_client answers 200, protocol 3.6).
+    if not payload.get("access_token") or not payload.get("refresh_token"):
+        raise errors.TransportError("BAD_RESPONSE", "the OAuth server answered without tokens")
+    return payload
+
+
+# --- portal REST ----------------------------------------------------------------------------------
+
+
+def call(*, client_endpoint: str, method: str, access_token: str, params: dict | None = None) -> dict:
+    """Call one REST method; the whole answer (``result``, and ``total``/``next`` for lists)."""
+    url = f"{validate_client_endpoint(client_endpoint)}{method}"
+    body = {**(params or {}), "auth": access_token}
+    return _with_rate_limit_retries(lambda: _send("POST", url, json=body))
+
+
+def build_query(params: dict, prefix: str = "") -> str:
+    """PHP ``http_build_query``: nested dicts and lists as ``a[b][0]=c`` (what ``batch`` expects)."""
+    pairs: list[str] = []
+    items = params.items() if isinstance(params, dict) else enumerate(params)
+    for key, value in items:
+        name = f"{prefix}[{key}]" if prefix else str(key)
+        if isinstance(value, (dict, list, tuple)):
+            nested = build_query(value if isinstance(value, dict) else list(value), name)
+            if nested:
+                pairs.append(nested)
+        else:
+            if isinstance(value, bool):
+                value = "Y" if value else "N"
+            pairs.append(f"{quote(name, safe='[]')}={quote(str(value), safe='')}")
+    return "&".join(pairs)
+
+
+@dataclass
+class BatchResult:
+    results: dict = field(default_factory=dict)
+    errors: dict[str, errors.BitrixError] = field(default_factory=dict)
+
+
+def batch(
+    *, client_endpoint: str, access_token: str, commands: dict[str, tuple[str, dict]], halt: bool = False
+) -> BatchResult:
+    """Several methods in one request (at most 50). Each command's error comes back separately."""
+    if len(commands) > BATCH_MAX_COMMANDS:
+        raise ValueError(f"batch takes at most {BATCH_MAX_COMMANDS} commands")
+    cmd = {
+        key: f"{method}?{build_query(params)}" if params else method
+        for key, (method, params) in commands.items()
+    }
+    payload = call(
+        client_endpoint=client_endpoint,
+        method="batch",
+        access_token=access_token,
+        params={"halt": 1 if halt else 0, "cmd": cmd},
+    )
+    outer = payload.get("result") or {}
+    results = outer.get("result") or {}
+    raw_errors = outer.get("result_error") or {}
+    if isinstance(results, list):  # PHP sends an empty object as []
+        results = {}
+    if isinstance(raw_errors, list):
+        raw_errors = {}
+    return BatchResult(
+        results=results,
+        errors={key: errors.error_from_payload(value) for key, value in raw_errors.items()},
+    )
+
+
+def list_all(
+    *, client_endpoint: str, access_token: str, method: str, params: dict | None = None, max_pages: int = 200
+) -> list:
+    """Every item of a list method, following ``next`` (50 items a page, protocol 4.5)."""
+    items: list = []
+    start = 0
+    for _ in range(max_pages):
+        payload = call(
+            client_endpoint=client_endpoint,
+            method=method,
+            access_token=access_token,
+            params={**(params or {}), "start": start},
+        )
+        page = payload.get("result") or []
+        items.extend(page if isinstance(page, list) else [page])
+        if payload.get("next") is None:
+            break
+        start = payload["next"]
+    return items

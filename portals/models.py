@@ -1,0 +1,95 @@
+"""Installations of the app: one Portal per Bitrix24 portal, one Credential per (portal, user)."""
+from django.db import models
+from django.utils import timezone
+
+from portals.fields import EncryptedTextField
+from portals.logging import mask
+
+
+class PortalQuerySet(models.QuerySet):
+    def installed(self):
+        """Portals a widget may be served for: active, or waiting for a new admin token."""
+        return self.filter(status__in=[Portal.Status.ACTIVE, Portal.Status.NEEDS_REAUTH])
+
+    def active(self):
+        return self.filter(status=Portal.Status.ACTIVE)
+
+
+class Portal(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active", "active"
+        NEEDS_REAUTH = "needs_reauth", "needs re-authorisation"
+        UNINSTALLED = "uninstalled", "uninstalled"
+
+    class AppStatus(models.TextChoices):
+        LOCAL = "L", "local"
+        FREE = "F", "free"
+        DEMO = "D", "demo"
+        TRIAL = "T", "trial"
+        PAID = "P", "paid"
+
+    member_id = models.CharField(max_length=64, unique=True)
+    domain = models.CharField(max_length=255, db_index=True)
+    client_endpoint = models.URLField(max_length=255, help_text="REST base the OAuth server named.")
+    server_endpoint = models.URLField(max_length=255, help_text="The trusted OAuth server's REST base.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE, db_index=True)
+    status_detail = models.TextField(blank=True, help_text="Why the portal is not active.")
+    app_status = models.CharField(max_length=1, choices=AppStatus.choices, blank=True)
+    scope = models.CharField(max_length=1024, blank=True)
+    application_token = EncryptedTextField(blank=True)
+    installed_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    uninstalled_at = models.DateTimeField(null=True, blank=True)
+
+    objects = PortalQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["domain"]
+
+    def __str__(self) -> str:
+        return f"{self.domain} ({self.member_id})"
+
+    @property
+    def origin(self) -> str:
+        """scheme://host[:port] of the stored REST endpoint: the page that frames our widget."""
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.client_endpoint)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    def admin_credential(self):
+        """The installer's credential (the one commands use), or None."""
+        return (
+            self.credentials.filter(is_admin=True).order_by("-refreshed_at", "-id").first()
+        )
+
+
+class CredentialQuerySet(models.QuerySet):
+    def locked_for_refresh(self):
+        """Row lock taken before spending a single-use refresh token (see portals/tokens.py)."""
+        return self.select_for_update().select_related("portal")
+
+
+class Credential(models.Model):
+    portal = models.ForeignKey(Portal, on_delete=models.CASCADE, related_name="credentials")
+    user_id = models.PositiveBigIntegerField()
+    access_token = EncryptedTextField(blank=True)
+    refresh_token = EncryptedTextField(blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    is_admin = models.BooleanField(default=False)
+    refreshed_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = CredentialQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["portal", "user_id"], name="credential_one_per_user")
+        ]
+
+    def __str__(self) -> str:
+        return f"user {self.user_id} on {self.portal_id} (token {mask(self.access_token)})"
+
+    def is_expired(self, now=None) -> bool:
+        return self.expires_at is None or self.expires_at <= (now or timezone.now())

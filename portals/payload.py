@@ -1,0 +1,94 @@
+"""Reading what Bitrix24 posts: query string plus form body, and PHP-style bracket keys."""
+from __future__ import annotations
+
+import re
+
+from django.http import HttpRequest
+
+_TOKEN = re.compile(r"^[A-Za-z0-9._\-]{1,512}$")
+_MEMBER_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+_DOMAIN = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9])?(?::\d{1,5})?$")
+_BRACKETS = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
+MAX_BRACKET_DEPTH = 4
+
+
+class PayloadError(ValueError):
+    """The request is malformed; ``str()`` says what is wrong, for a person to read."""
+
+
+def merged_params(request: HttpRequest) -> dict[str, str]:
+    """Query string and body in one dict (Bitrix24 splits them, protocol 0.1); the body wins."""
+    params = {key: request.GET.get(key, "") for key in request.GET}
+    params.update({key: request.POST.get(key, "") for key in request.POST})
+    return params
+
+
+def parse_bracketed(flat: dict[str, str]) -> dict:
+    """``{"auth[member_id]": "x"}`` -> ``{"auth": {"member_id": "x"}}``, at most 4 levels deep."""
+    tree: dict = {}
+    for key, value in flat.items():
+        match = _BRACKETS.match(key)
+        if not match:
+            raise PayloadError(f"The field name {key[:40]!r} is malformed.")
+        path = [match.group(1)] + re.findall(r"\[([^\[\]]*)\]", match.group(2))
+        if len(path) > MAX_BRACKET_DEPTH:
+            raise PayloadError(f"The field {key[:40]!r} is nested too deeply.")
+        node = tree
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise PayloadError(f"The field {key[:40]!r} conflicts with another field.")
+            node = child
+        if isinstance(node.get(path[-1]), dict):
+            raise PayloadError(f"The field {key[:40]!r} conflicts with another field.")
+        node[path[-1]] = value
+    return tree
+
+
+def require(params: dict, name: str, *, label: str | None = None) -> str:
+    value = params.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise PayloadError(f"{label or name} is missing.")
+    return value.strip()
+
+
+def token_field(params: dict, name: str, *, required: bool = True) -> str:
+    value = params.get(name, "")
+    if not isinstance(value, str):
+        raise PayloadError(f"{name} is malformed.")
+    value = value.strip()
+    if not value:
+        if required:
+            raise PayloadError(f"{name} is missing.")
+        return ""
+    if not _TOKEN.match(value):
+        raise PayloadError(f"{name} is not a valid token.")
+    return value
+
+
+def member_id_field(params: dict, name: str = "member_id") -> str:
+    value = require(params, name)
+    if not _MEMBER_ID.match(value):
+        raise PayloadError(f"{name} is not a valid portal id.")
+    return value
+
+
+def domain_field(params: dict, name: str = "DOMAIN", *, required: bool = True) -> str:
+    value = params.get(name, "")
+    value = value.strip() if isinstance(value, str) else ""
+    if not value:
+        if required:
+            raise PayloadError(f"{name} is missing.")
+        return ""
+    if not _DOMAIN.match(value):
+        raise PayloadError(f"{name} is not a valid domain name.")
+    return value.rstrip(".").lower()
+
+
+def seconds_field(params: dict, name: str, *, default: int = 3600) -> int:
+    value = params.get(name, "")
+    if value in (None, ""):
+        return default
+    if not isinstance(value, str) or not value.strip().isdigit() or len(value.strip()) > 9:
+        raise PayloadError(f"{name} must be a number of seconds.")
+    return int(value.strip())

@@ -1,0 +1,147 @@
+"""The token service: every caller gets a usable access token for a Credential from here.
+
+Refresh tokens are single-use (protocol 3.5), so a refresh happens under a row lock, re-reads the
+row first (another worker may have refreshed while we waited) and saves the new pair before the
+lock is released. Nothing is refreshed "just in case" before expiry (protocol 3.4).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Callable, TypeVar
+
+from django.db import transaction
+from django.utils import timezone
+
+from portals.bitrix import client, errors
+from portals.models import Credential, Portal
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# A credential is marked used at most this often, so a busy widget does not write on every call.
+LAST_USED_RESOLUTION = dt.timedelta(hours=1)
+
+
+class ReauthRequired(errors.AuthError):
+    """The refresh chain is dead: an administrator must open the app again (or reinstall it)."""
+
+
+def expiry_from(*, expires: object = None, expires_in: object = None, now=None) -> dt.datetime:
+    """When a token expires, from the absolute ``expires`` or the relative ``expires_in``."""
+    now = now or timezone.now()
+    try:
+        if expires not in (None, ""):
+            return dt.datetime.fromtimestamp(int(expires), tz=dt.timezone.utc)
+    except (TypeError, ValueError, OverflowError, OSError):
+        pass
+    try:
+        seconds = int(expires_in) if expires_in not in (None, "") else 3600
+    except (TypeError, ValueError):
+        seconds = 3600
+    return now + dt.timedelta(seconds=max(0, min(seconds, 86400)))
+
+
+def portal_mark_needs_reauth(*, portal: Portal, reason: str) -> None:
+    """Keep the tokens, flag the portal for the admin and the operators, say why."""
+    Portal.objects.filter(pk=portal.pk).exclude(status=Portal.Status.UNINSTALLED).update(
+        status=Portal.Status.NEEDS_REAUTH, status_detail=reason[:1000], updated_at=timezone.now()
+    )
+    portal.status, portal.status_detail = Portal.Status.NEEDS_REAUTH, reason
+    logger.warning("portal %s needs re-authorisation: %s", portal.member_id, reason)
+
+
+def credential_refresh(*, credential: Credential, stale_access_token: str) -> Credential:
+    """Exchange the refresh token for a new pair, once, however many workers ask at the same time.
+
+    ``stale_access_token`` is the token the caller found unusable; if the locked row holds another,
+    unexpired one, a concurrent worker has refreshed already and its pair is used instead.
+    """
+    failure: Exception | None = None
+    with transaction.atomic():
+        locked = Credential.objects.locked_for_refresh().get(pk=credential.pk)
+        if locked.access_token != stale_access_token and locked.access_token and not locked.is_expired():
+            _copy_tokens(locked, credential)
+            return credential
+        if not locked.refresh_token:
+            failure = ReauthRequired("NO_REFRESH_TOKEN", "no refresh token is stored for this user")
+        else:
+            try:
+                answer = client.oauth_refresh(
+                    server=locked.portal.server_endpoint, refresh_token=locked.refresh_token
+                )
+            except (errors.InvalidGrant, errors.NotInstalled, errors.InvalidToken) as exc:
+                failure = exc
+            else:
+                now = timezone.now()
+                locked.access_token = answer["access_token"]
+                locked.refresh_token = answer["refresh_token"]
+                locked.expires_at = expiry_from(
+                    expires=answer.get("expires"), expires_in=answer.get("expires_in"), now=now
+                )
+                locked.refreshed_at = now
+                locked.save(update_fields=["access_token", "refresh_token", "expires_at", "refreshed_at"])
+    if failure is not None:
+        reason = (
+            f"The OAuth server refused the stored refresh token of user {locked.user_id} "
+            f"({getattr(failure, 'code', '') or type(failure).__name__}): an administrator "
+            "must open the app in Bitrix24 again, or reinstall it."
+        )
+        if locked.is_admin:
+            portal_mark_needs_reauth(portal=locked.portal, reason=reason)
+        raise ReauthRequired(getattr(failure, "code", "") or "REAUTH_REQUIRED", reason)
+    _copy_tokens(locked, credential)
+    return credential
+
+
+def _copy_tokens(source: Credential, target: Credential) -> None:
+    for name in ("access_token", "refresh_token", "expires_at", "refreshed_at"):
+        setattr(target, name, getattr(source, name))
+
+
+def credential_access_token(*, credential: Credential) -> str:
+    """A usable access token: the stored one until it expires, then a refreshed one."""
+    if credential.access_token and not credential.is_expired():
+        return credential.access_token
+    return credential_refresh(credential=credential, stale_access_token=credential.access_token).access_token
+
+
+def credential_mark_used(*, credential: Credential) -> None:
+    now = timezone.now()
+    if credential.last_used_at is None or now - credential.last_used_at > LAST_USED_RESOLUTION:
+        Credential.objects.filter(pk=credential.pk).update(last_used_at=now)
+        credential.last_used_at = now
+
+
+def with_credential(*, credential: Credential, action: Callable[[str], T]) -> T:
+    """Run ``action(access_token)``; on ``expired_token`` refresh once and retry once."""
+    token = credential_access_token(credential=credential)
+    credential_mark_used(credential=credential)
+    try:
+        return action(token)
+    except errors.ExpiredToken:
+        refreshed = credential_refresh(credential=credential, stale_access_token=token)
+        return action(refreshed.access_token)
+
+
+def portal_call(*, credential: Credential, method: str, params: dict | None = None) -> dict:
+    """One REST call on the credential's portal, with the token service's refresh rules."""
+    endpoint = credential.portal.client_endpoint
+    return with_credential(
+        credential=credential,
+        action=lambda token: client.call(
+            client_endpoint=endpoint, method=method, access_token=token, params=params
+        ),
+    )
+
+
+def portal_batch(
+    *, credential: Credential, commands: dict[str, tuple[str, dict]], halt: bool = False
+) -> client.BatchResult:
+    endpoint = credential.portal.client_endpoint
+    return with_credential(
+        credential=credential,
+        action=lambda token: client.batch(
+            client_endpoint=endpoint, access_token=token, commands=commands, halt=halt
+        ),
+    )

@@ -1,0 +1,9 @@
+from django.urls import path
+
+from portals import views
+
+app_name = "portals"
+urlpatterns = [
+    path("install/", views.install, name="install"),
+    path("events/", views.events, name="events"),
+]

@@ -1,0 +1,147 @@
+"""Bitrix24-facing views of the portals app: the install page and the event handler.
+
+Each view parses, verifies, calls one service and renders; the services hold the logic.
+"""
+from __future__ import annotations
+
+import logging
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from portals import payload
+from portals.bitrix import errors
+from portals.framing import allow_framing_by
+from portals.services import InstallGrant, portal_install, portal_uninstall, portal_update
+from portals.tokens import ReauthRequired
+from portals.verification import VerificationRefused
+
+logger = logging.getLogger(__name__)
+
+
+def failure_status(exc: Exception) -> int:
+    """The HTTP status for a failure of a Bitrix24-facing request (see ARCHITECTURE.md)."""
+    if isinstance(exc, payload.PayloadError):
+        return 400
+    if isinstance(exc, (VerificationRefused, errors.UntrustedServer, ReauthRequired)):
+        return 403
+    if isinstance(exc, errors.NotConfigured):
+        return 503
+    if isinstance(exc, errors.Timeout):
+        return 504
+    return 502
+
+
+def failure_message(exc: Exception) -> str:
+    if isinstance(exc, (payload.PayloadError, VerificationRefused)):
+        return str(exc)
+    if isinstance(exc, errors.UntrustedServer):
+        return "The request names an OAuth server this app does not trust; nothing was sent to it."
+    if isinstance(exc, errors.NotConfigured):
+        return "This app is not configured yet: " + exc.description + "."
+    if isinstance(exc, ReauthRequired):
+        return exc.description
+    if isinstance(exc, errors.Timeout):
+        return "Bitrix24 did not answer in time. Please open the app again to retry."
+    return f"Bitrix24 answered with an error ({getattr(exc, 'code', '') or 'no answer'}). Please open the app again to retry."
+
+
+def _install_page(request, *, status: int, context: dict, frame_origin: str | None) -> HttpResponse:
+    response = render(request, "portals/install.html", context, status=status)
+    return allow_framing_by(response, frame_origin)
+
+
+@csrf_exempt
+@require_POST
+def install(request: HttpRequest) -> HttpResponse:
+    """POST /portals/install/: the admin opened the app's install page (PLACEMENT=DEFAULT)."""
+    try:
+        params = payload.merged_params(request)
+        grant = InstallGrant(
+            member_id=payload.member_id_field(params),
+            domain=payload.domain_field(params, "DOMAIN"),
+            access_token=payload.token_field(params, "AUTH_ID"),
+            refresh_token=payload.token_field(params, "REFRESH_ID", required=False),
+            expires_in=payload.seconds_field(params, "AUTH_EXPIRES"),
+            server_endpoint=params.get("SERVER_ENDPOINT") or None,
+            application_token=payload.token_field(params, "APPLICATION_TOKEN", required=False),
+            app_status=params.get("status", "")[:1],
+            scope=params.get("APPLICATION_SCOPE", "")[:1024],
+        )
+        placement = params.get("PLACEMENT", "DEFAULT")
+        if placement != "DEFAULT":
+            raise payload.PayloadError(f"PLACEMENT must be DEFAULT on the install page, not {placement[:40]!r}.")
+        portal, bind = portal_install(grant=grant)
+    except (payload.PayloadError, VerificationRefused, errors.BitrixError) as exc:
+        status = failure_status(exc)
+        logger.info("install refused: %s %s", status, getattr(exc, "code", type(exc).__name__))
+        return _install_page(
+            request, status=status, context={"ok": False, "message": failure_message(exc)}, frame_origin="*"
+        )
+    status = 200 if bind.ok else 502
+    context = {"ok": bind.ok, "portal": portal, "bind": bind}
+    if not bind.ok:
+        context["message"] = "Bitrix24 refused to register the app's widget or events: " + "; ".join(
+            f"{key}: {error}" for key, error in bind.failed.items()
+        ) + ". Check the app's scopes (task, placement) and open the app again to retry."
+    return _install_page(request, status=status, context=context, frame_origin=portal.origin)
+
+
+def _event_grant(auth: dict) -> InstallGrant:
+    return InstallGrant(
+        member_id=payload.member_id_field(auth, "member_id"),
+        domain=payload.domain_field(auth, "domain", required=False) or None,
+        access_token=payload.token_field(auth, "access_token"),
+        refresh_token=payload.token_field(auth, "refresh_token", required=False),
+        expires=auth.get("expires") or None,
+        expires_in=payload.seconds_field(auth, "expires_in"),
+        server_endpoint=auth.get("server_endpoint") or None,
+        application_token=payload.token_field(auth, "application_token"),
+        app_status=str(auth.get("status", ""))[:1],
+        scope=str(auth.get("scope", ""))[:1024],
+    )
+
+
+def _json_error(exc: Exception) -> JsonResponse:
+    status = failure_status(exc)
+    logger.info("event refused: %s %s", status, getattr(exc, "code", type(exc).__name__))
+    return JsonResponse({"status": "error", "message": failure_message(exc)}, status=status)
+
+
+@csrf_exempt
+@require_POST
+def events(request: HttpRequest) -> JsonResponse:
+    """POST /portals/events/: ONAPPINSTALL, ONAPPUPDATE and ONAPPUNINSTALL from Bitrix24's queue."""
+    try:
+        body = payload.parse_bracketed(payload.merged_params(request))
+        event = str(body.get("event", "")).upper()
+        auth = body.get("auth")
+        if not event:
+            raise payload.PayloadError("event is missing.")
+        if not isinstance(auth, dict):
+            raise payload.PayloadError("auth[...] is missing.")
+        data = body.get("data") if isinstance(body.get("data"), dict) else {}
+        if event in ("ONAPPINSTALL", "ONAPPUPDATE"):
+            grant = _event_grant(auth)
+            service = portal_install if event == "ONAPPINSTALL" else portal_update
+            portal, bind = service(grant=grant)
+            return JsonResponse(
+                {"status": "success", "event": event, "handlers_bound": bind.ok}
+            )
+        if event == "ONAPPUNINSTALL":
+            member_id = payload.member_id_field(auth, "member_id")
+            # Refuse a foreign OAuth server before anything else (no outbound call at all).
+            from portals.bitrix.client import oauth_server_for
+
+            oauth_server_for(auth.get("server_endpoint") or None)
+            outcome = portal_uninstall(
+                member_id=member_id,
+                application_token=payload.token_field(auth, "application_token", required=False),
+                clean=str(data.get("CLEAN", "0")) == "1",
+            )
+            return JsonResponse({"status": "success", "event": event, "result": outcome.detail})
+        raise payload.PayloadError(f"Unknown event {event[:40]!r}.")
+    except (payload.PayloadError, VerificationRefused, errors.BitrixError) as exc:
+        return _json_error(exc)

@@ -1,0 +1,15 @@
+"""Test settings: the real settings module, with development defaults for what tests need.
+
+DATABASE_URL still decides the database, so the same suite runs on SQLite and PostgreSQL.
+"""
+import os
+
+os.environ.setdefault("DEBUG", "true")
+os.environ.setdefault("B24_ALLOW_PRIVATE_ENDPOINTS", "true")
+
+from bitrix_widget.settings import *  # noqa: E402,F401,F403
+
+# Bitrix24 stand-in answers at once; keep retries short so fault tests stay fast.
+B24_CONNECT_TIMEOUT = 1.0
+B24_READ_TIMEOUT = 2.0
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
