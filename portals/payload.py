@@ -1,6 +1,7 @@
 """Reading what Bitrix24 posts: query string plus form body, and PHP-style bracket keys."""
 from __future__ import annotations
 
+import json
 import re
 
 from django.http import HttpRequest
@@ -92,3 +93,30 @@ def seconds_field(params: dict, name: str, *, default: int = 3600) -> int:
     if not isinstance(value, str) or not value.strip().isdigit() or len(value.strip()) > 9:
         raise PayloadError(f"{name} must be a number of seconds.")
     return int(value.strip())
+
+
+MAX_PLACEMENT_OPTIONS_BYTES = 4096
+
+
+def placement_options(params: dict, name: str = "PLACEMENT_OPTIONS") -> dict:
+    """``PLACEMENT_OPTIONS`` as a dict: a JSON object of at most 4 KB.
+
+    Missing, empty and the literal ``undefined`` (some placements send it, protocol 6) give {}.
+    """
+    raw = params.get(name, "")
+    if not isinstance(raw, str):
+        raise PayloadError(f"{name} is malformed.")
+    raw = raw.strip()
+    if raw in ("", "undefined", "null"):
+        return {}
+    if len(raw.encode()) > MAX_PLACEMENT_OPTIONS_BYTES:
+        raise PayloadError(f"{name} is too large.")
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise PayloadError(f"{name} is not valid JSON.") from None
+    if isinstance(value, list) and not value:  # PHP encodes an empty object as []
+        return {}
+    if not isinstance(value, dict):
+        raise PayloadError(f"{name} must be a JSON object.")
+    return value

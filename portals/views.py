@@ -70,6 +70,7 @@ def install(request: HttpRequest) -> HttpResponse:
             app_status=params.get("status", "")[:1],
             scope=params.get("APPLICATION_SCOPE", "")[:1024],
         )
+        payload.placement_options(params)  # unused here, but a malformed one is not Bitrix24
         placement = params.get("PLACEMENT", "DEFAULT")
         if placement != "DEFAULT":
             raise payload.PayloadError(f"PLACEMENT must be DEFAULT on the install page, not {placement[:40]!r}.")
