@@ -58,6 +58,7 @@ def grant_verify(*, grant: InstallGrant) -> tuple[str, dict, dict]:
     Raises UntrustedServer before any outbound call when the payload names a foreign server.
     """
     server = client.oauth_server_for(grant.server_endpoint)
+    client.client_credentials()  # NotConfigured: say so, rather than "another application"
     try:
         info = client.oauth_app_info(server=server, access_token=grant.access_token)
     except (errors.AuthError, errors.InvalidClient, errors.AccessDenied) as exc:

@@ -172,7 +172,7 @@ def _with_rate_limit_retries(send):
 # --- the OAuth server -----------------------------------------------------------------------------
 
 
-def _client_credentials() -> tuple[str, str]:
+def client_credentials() -> tuple[str, str]:
     if not settings.B24_CLIENT_ID or not settings.B24_CLIENT_SECRET:
         raise errors.NotConfigured(
             "NOT_CONFIGURED", "B24_CLIENT_ID and B24_CLIENT_SECRET must be set"
@@ -193,7 +193,7 @@ def oauth_app_info(*, server: str, access_token: str) -> dict:
 def oauth_refresh(*, server: str, refresh_token: str) -> dict:
     """Spend a refresh token. Its answer holds the new pair; the old one is dead (single-use)."""
     server = oauth_server_for(server)
-    client_id, client_secret = _client_credentials()
+    client_id, client_secret = client_credentials()
     payload = _send(
         "GET",
         f"{server}/oauth/token/",
