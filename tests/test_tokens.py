@@ -1,0 +1,166 @@
+"""The token service: refresh only when needed, once, under a lock; dead chains are reported."""
+import datetime as dt
+import threading
+
+import pytest
+from django.db import connection, connections
+from django.utils import timezone
+
+from portals import tokens
+from portals.bitrix import errors
+from portals.models import Credential, Portal
+from tests.helpers import install_portal
+
+PAST = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+
+
+@pytest.fixture
+def admin(client, fake_b24, db):
+    portal, fake_portal = install_portal(client, fake_b24)
+    fake_b24.reset_calls()
+    return portal.admin_credential(), fake_portal
+
+
+def test_fresh_token_is_used_as_is_without_any_call(admin, fake_b24):
+    credential, _ = admin
+    stored = credential.access_token
+    assert tokens.credential_access_token(credential=credential) == stored
+    assert fake_b24.calls == []
+
+
+def test_expired_token_is_refreshed_once_and_the_new_pair_saved(admin, fake_b24):
+    credential, _ = admin
+    old_refresh = credential.refresh_token
+    Credential.objects.filter(pk=credential.pk).update(expires_at=PAST)
+    credential.refresh_from_db()
+    token = tokens.credential_access_token(credential=credential)
+    assert fake_b24.count(method="oauth/token") == 1
+    stored = Credential.objects.get(pk=credential.pk)
+    assert stored.access_token == token and stored.refresh_token != old_refresh
+    assert stored.expires_at > timezone.now() and stored.refreshed_at
+    # The client secret went to the configured OAuth server, and only there.
+    (call,) = [c for c in fake_b24.calls if c.method == "oauth/token"]
+    assert call.server == "oauth" and call.params["client_secret"] == fake_b24.client_secret
+
+
+def test_early_expired_token_refreshes_once_and_retries_once(admin, fake_b24):
+    credential, _ = admin
+    fake_b24.expire_access_token(credential.access_token)
+    result = tokens.portal_call(credential=credential, method="profile")
+    assert result["result"]["ID"] == "1"
+    assert fake_b24.count(method="oauth/token") == 1
+    assert fake_b24.count(method="profile") == 2  # the refused call, then the retry
+
+
+def test_a_second_expired_token_after_refresh_is_not_retried_again(admin, fake_b24):
+    credential, _ = admin
+    fake_b24.fail_next("profile", status=401, error="expired_token", times=2)
+    with pytest.raises(errors.ExpiredToken):
+        tokens.portal_call(credential=credential, method="profile")
+    assert fake_b24.count(method="oauth/token") == 1
+
+
+def test_worker_that_finds_the_row_already_refreshed_uses_those_tokens(admin, fake_b24):
+    credential, _ = admin
+    stale = Credential.objects.get(pk=credential.pk)
+    Credential.objects.filter(pk=credential.pk).update(expires_at=PAST)
+    first = Credential.objects.get(pk=credential.pk)
+    tokens.credential_access_token(credential=first)  # another worker refreshed
+    token = tokens.credential_refresh(credential=stale, stale_access_token=stale.access_token).access_token
+    assert token == first.access_token
+    assert fake_b24.count(method="oauth/token") == 1
+
+
+def test_spent_refresh_token_marks_portal_needs_reauth(admin, fake_b24):
+    credential, fake_portal = admin
+    # The OAuth server rotated the pair but we never saved it (a crash, say).
+    import requests
+
+    requests.get(fake_b24.oauth_url + "/oauth/token/", params={
+        "grant_type": "refresh_token", "client_id": fake_b24.client_id,
+        "client_secret": fake_b24.client_secret, "refresh_token": credential.refresh_token,
+    }, timeout=5)
+    Credential.objects.filter(pk=credential.pk).update(expires_at=PAST)
+    credential.refresh_from_db()
+    with pytest.raises(tokens.ReauthRequired) as raised:
+        tokens.credential_access_token(credential=credential)
+    assert "administrator must open the app" in str(raised.value)
+    portal = Portal.objects.get()
+    assert portal.status == Portal.Status.NEEDS_REAUTH
+    assert "invalid_grant" in portal.status_detail
+    stored = Credential.objects.get(pk=credential.pk)
+    assert stored.refresh_token == credential.refresh_token  # kept, not overwritten with garbage
+
+
+def test_uninstalled_app_refresh_marks_needs_reauth(admin, fake_b24):
+    credential, fake_portal = admin
+    fake_b24.uninstall(fake_portal)
+    Credential.objects.filter(pk=credential.pk).update(expires_at=PAST)
+    credential.refresh_from_db()
+    with pytest.raises(tokens.ReauthRequired):
+        tokens.credential_access_token(credential=credential)
+    assert Portal.objects.get().status == Portal.Status.NEEDS_REAUTH
+
+
+def test_oauth_server_down_during_refresh_raises_and_keeps_tokens(admin, fake_b24):
+    credential, _ = admin
+    before = (credential.access_token, credential.refresh_token)
+    Credential.objects.filter(pk=credential.pk).update(expires_at=PAST)
+    credential.refresh_from_db()
+    fake_b24.oauth_down = True
+    with pytest.raises(errors.TransportError):
+        tokens.credential_access_token(credential=credential)
+    stored = Credential.objects.get(pk=credential.pk)
+    assert (stored.access_token, stored.refresh_token) == before
+    assert Portal.objects.get().status == Portal.Status.ACTIVE
+
+
+def test_wrong_client_answered_with_200_is_an_error_and_keeps_tokens(admin, fake_b24, settings):
+    credential, _ = admin
+    settings.B24_CLIENT_ID = "app.unknown.0001"
+    Credential.objects.filter(pk=credential.pk).update(expires_at=PAST)
+    credential.refresh_from_db()
+    with pytest.raises(errors.InvalidClient):
+        tokens.credential_access_token(credential=credential)
+    assert Credential.objects.get(pk=credential.pk).refresh_token == credential.refresh_token
+
+
+def test_expiry_from_prefers_absolute_expires():
+    now = timezone.now()
+    assert tokens.expiry_from(expires=2_000_000_000, now=now).year == 2033
+    assert tokens.expiry_from(expires_in="60", now=now) == now + dt.timedelta(seconds=60)
+    assert tokens.expiry_from(expires="garbage", expires_in=None, now=now) == now + dt.timedelta(hours=1)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_many_workers_on_an_expired_token_cause_exactly_one_refresh(client, fake_b24):
+    """PostgreSQL row locks make the single-use refresh token safe across workers."""
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks are only real on PostgreSQL (set DATABASE_URL=postgres://...)")
+    portal, _ = install_portal(client, fake_b24)
+    Credential.objects.update(expires_at=PAST)
+    credential_id = portal.admin_credential().pk
+    fake_b24.reset_calls()
+    workers, barrier, results, failures = 16, threading.Barrier(16), [], []
+
+    def worker():
+        try:
+            barrier.wait()
+            credential = Credential.objects.select_related("portal").get(pk=credential_id)
+            token = tokens.credential_access_token(credential=credential)
+            results.append(token)
+        except Exception as exc:  # noqa: BLE001 - every failure is reported below
+            failures.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert failures == []
+    assert len(results) == workers and len(set(results)) == 1
+    assert fake_b24.count(method="oauth/token") == 1
+    assert not [c for c in fake_b24.calls if c.status == 400]  # no invalid_grant
