@@ -113,24 +113,54 @@ def credential_mark_used(*, credential: Credential) -> None:
         credential.last_used_at = now
 
 
+def portal_relocate(*, portal: Portal, access_token: str) -> bool:
+    """After a 302 from the portal: learn its new REST address from the trusted OAuth server.
+
+    The Location header is never followed: it could point anywhere, and the token would go with
+    it. ``member_id`` survives a domain change (protocol 4.3), so the OAuth server's answer for our
+    token names the portal's current address. True when the stored address changed.
+    """
+    info = client.oauth_app_info(server=portal.server_endpoint, access_token=access_token)
+    install = info.get("install") if isinstance(info, dict) else None
+    if not isinstance(install, dict) or str(install.get("member_id", "")) != portal.member_id:
+        return False
+    try:
+        endpoint = client.validate_client_endpoint(str(install.get("client_endpoint", "")))
+    except client.UntrustedEndpoint:
+        return False
+    if endpoint == portal.client_endpoint:
+        return False
+    domain = str(install.get("domain") or portal.domain).rstrip(".").lower()[:255]
+    Portal.objects.filter(pk=portal.pk).update(client_endpoint=endpoint, domain=domain, updated_at=timezone.now())
+    logger.info("portal %s moved from %s to %s", portal.member_id, portal.domain, domain)
+    portal.client_endpoint, portal.domain = endpoint, domain
+    return True
+
+
 def with_credential(*, credential: Credential, action: Callable[[str], T]) -> T:
-    """Run ``action(access_token)``; on ``expired_token`` refresh once and retry once."""
+    """Run ``action(access_token)``; on ``expired_token`` refresh once and retry once; on a 302
+    from a portal that changed its address, re-learn the address and retry once."""
     token = credential_access_token(credential=credential)
     credential_mark_used(credential=credential)
     try:
+        try:
+            return action(token)
+        except errors.ExpiredToken:
+            token = credential_refresh(credential=credential, stale_access_token=token).access_token
+            return action(token)
+    except errors.PortalMoved:
+        if not portal_relocate(portal=credential.portal, access_token=token):
+            raise
         return action(token)
-    except errors.ExpiredToken:
-        refreshed = credential_refresh(credential=credential, stale_access_token=token)
-        return action(refreshed.access_token)
 
 
 def portal_call(*, credential: Credential, method: str, params: dict | None = None) -> dict:
     """One REST call on the credential's portal, with the token service's refresh rules."""
-    endpoint = credential.portal.client_endpoint
+    portal = credential.portal
     return with_credential(
         credential=credential,
         action=lambda token: client.call(
-            client_endpoint=endpoint, method=method, access_token=token, params=params
+            client_endpoint=portal.client_endpoint, method=method, access_token=token, params=params
         ),
     )
 
@@ -138,10 +168,10 @@ def portal_call(*, credential: Credential, method: str, params: dict | None = No
 def portal_batch(
     *, credential: Credential, commands: dict[str, tuple[str, dict]], halt: bool = False
 ) -> client.BatchResult:
-    endpoint = credential.portal.client_endpoint
+    portal = credential.portal
     return with_credential(
         credential=credential,
         action=lambda token: client.batch(
-            client_endpoint=endpoint, access_token=token, commands=commands, halt=halt
+            client_endpoint=portal.client_endpoint, access_token=token, commands=commands, halt=halt
         ),
     )

@@ -164,3 +164,15 @@ def test_many_workers_on_an_expired_token_cause_exactly_one_refresh(client, fake
     assert len(results) == workers and len(set(results)) == 1
     assert fake_b24.count(method="oauth/token") == 1
     assert not [c for c in fake_b24.calls if c.status == 400]  # no invalid_grant
+
+
+def test_moved_portal_is_relearned_from_the_oauth_server_and_the_call_retried(admin, fake_b24):
+    credential, fake_portal = admin
+    fake_b24.move_portal(fake_portal, "renamed.example.com")
+    result = tokens.portal_call(credential=credential, method="profile")
+    assert result["result"]["ID"] == "1"
+    portal = Portal.objects.get()
+    assert portal.domain == "renamed.example.com"
+    assert portal.client_endpoint == fake_portal.client_endpoint
+    # The 302's Location was never called; the OAuth server told us the new address.
+    assert fake_b24.count(method="oauth/app.info") == 1
