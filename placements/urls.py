@@ -1,4 +1,9 @@
 from django.urls import path
 
+from placements import views
+
 app_name = "placements"
-urlpatterns: list = []
+urlpatterns = [
+    path("handler/", views.handler, name="handler"),
+    path("action/", views.action, name="action"),
+]

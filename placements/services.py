@@ -1,0 +1,260 @@
+"""Serving a widget: read Bitrix24's POST, load what the page shows in one batch, act for the viewer.
+
+The posted AUTH_ID is the only thing in a widget POST that proves anything, and only Bitrix24 can
+check it: so the open uses it against the *stored* client_endpoint (never the posted DOMAIN), and
+the viewer's rights are Bitrix24's to enforce (protocol 0.6 and 11).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from django.utils import timezone, translation
+
+from placements import registry
+from placements.models import Invocation
+from placements.signing import ActionGrant, ActionTokenInvalid, action_token_issue
+from portals import payload
+from portals.bitrix import client, errors
+from portals.models import Credential, Portal
+from portals.tokens import ReauthRequired, expiry_from, portal_batch
+
+logger = logging.getLogger(__name__)
+
+LANGUAGES = ("en", "ru", "de")
+
+
+class WidgetRefused(Exception):
+    """A widget POST we do not serve (403): nothing is written and nothing is called."""
+
+    state = "refused"
+
+
+class SessionExpired(WidgetRefused):
+    """Bitrix24 refused the posted AUTH_ID: the user must reopen the task card for a new one."""
+
+    state = "session_expired"
+
+
+class ActionRefused(Exception):
+    """Bitrix24 refused the action for this user (403), e.g. the task cannot be completed now."""
+
+
+def widget_language(value: str) -> str:
+    """Bitrix24's LANG (``en``, ``ru``, ``de``, ``ua``, ``br``...) as one of ours, else English."""
+    code = (value or "").strip().lower().replace("_", "-").split("-")[0]
+    return code if code in LANGUAGES else "en"
+
+
+@dataclass
+class WidgetRequest:
+    """What a widget POST says, parsed and bounded; believed only once Bitrix24 accepts AUTH_ID."""
+
+    placement: type[registry.Placement]
+    member_id: str
+    domain: str
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    entity_id: str
+    options: dict
+    lang: str
+
+
+def widget_request_parse(*, params: dict) -> WidgetRequest:
+    """PayloadError (a 400) for anything that is not a well-formed Bitrix24 widget POST."""
+    code = payload.require(params, "PLACEMENT")
+    placement = registry.get(code)
+    if placement is None:
+        raise payload.PayloadError(f"This app has no widget for the placement {code[:40]!r}.")
+    options = payload.placement_options(params)
+    return WidgetRequest(
+        placement=placement,
+        member_id=payload.member_id_field(params),
+        domain=payload.domain_field(params, "DOMAIN"),
+        access_token=payload.token_field(params, "AUTH_ID"),
+        refresh_token=payload.token_field(params, "REFRESH_ID", required=False),
+        expires_in=payload.seconds_field(params, "AUTH_EXPIRES"),
+        entity_id=placement.entity_id(options),
+        options=options,
+        lang=widget_language(params.get("LANG", "")),
+    )
+
+
+def portal_for_widget(*, member_id: str, domain: str) -> Portal:
+    """The installed portal the POST names (one query), or WidgetRefused before any outbound call."""
+    try:
+        portal = Portal.objects.installed().get(member_id=member_id)
+    except Portal.DoesNotExist:
+        # Unknown or uninstalled: calling the stored endpoint would hand a stranger's token around.
+        raise WidgetRefused("This app is not installed on this Bitrix24 portal.") from None
+    if portal.domain.rstrip(".").lower() != domain.rstrip(".").lower():
+        # A member_id copied from another portal's page, posted with a domain of the attacker's.
+        raise WidgetRefused("The portal address does not match the installed portal.")
+    return portal
+
+
+@dataclass
+class WidgetPage:
+    """What the handler page shows: a state, and the entity when there is one."""
+
+    state: str  # ok, not_found, unreachable, error
+    status: int
+    placement: type[registry.Placement]
+    portal: Portal
+    lang: str
+    entity: dict | None = None
+    viewer: dict = field(default_factory=dict)
+    action_token: str = ""
+    detail: str = ""
+
+
+def _viewer(profile) -> dict | None:
+    if not isinstance(profile, dict) or not str(profile.get("ID", "")).isdigit():
+        return None
+    name = f"{profile.get('NAME') or ''} {profile.get('LAST_NAME') or ''}".strip()
+    return {"id": int(profile["ID"]), "name": name[:200], "admin": profile.get("ADMIN") is True}
+
+
+def _outcome_for(exc: Exception) -> tuple[str, int, str]:
+    """(state, HTTP status, detail) of an open that Bitrix24 did not answer usefully."""
+    if isinstance(exc, errors.Timeout):
+        return "unreachable", 504, "Bitrix24 did not answer in time"
+    if isinstance(exc, (errors.TransportError, client.UntrustedEndpoint)):
+        return "unreachable", 502, f"Bitrix24 could not be reached ({getattr(exc, 'code', 'ENDPOINT')})"
+    return "error", 502, f"Bitrix24 answered with an error ({getattr(exc, 'code', '') or 'unknown'})"
+
+
+def credential_store_viewer(
+    *, portal: Portal, user_id: int, access_token: str, refresh_token: str, expires_in: int
+) -> None:
+    """Upsert the viewer's token pair in one query, for the actions that come after AUTH_EXPIRES.
+
+    Never turns an admin credential into a user one, and an empty REFRESH_ID keeps the stored one.
+    """
+    now = timezone.now()
+    update_fields = ["access_token", "expires_at", "last_used_at"]
+    if refresh_token:
+        update_fields += ["refresh_token", "refreshed_at"]
+    Credential.objects.bulk_create(
+        [
+            Credential(
+                portal=portal, user_id=user_id, access_token=access_token, refresh_token=refresh_token,
+                expires_at=expiry_from(expires_in=expires_in, now=now), is_admin=False,
+                refreshed_at=now, last_used_at=now, created_at=now,
+            )
+        ],
+        update_conflicts=True,
+        unique_fields=["portal", "user_id"],
+        update_fields=update_fields,
+    )
+
+
+def widget_open(*, portal: Portal, request: WidgetRequest) -> WidgetPage:
+    """One batch (viewer's profile + the entity) with the posted token; one Invocation row.
+
+    Raises SessionExpired when Bitrix24 refuses the token: the user is not proven, so nothing
+    is stored. Unreachable or failing Bitrix24 gives a page with that state, not an exception.
+    """
+    started = time.monotonic()
+    placement = request.placement
+    page = WidgetPage(state="ok", status=200, placement=placement, portal=portal, lang=request.lang)
+    commands = {"profile": ("profile", {}), **placement.load_commands(request.entity_id)}
+    try:
+        result = client.batch(
+            client_endpoint=portal.client_endpoint, access_token=request.access_token, commands=commands
+        )
+    except errors.AuthError as exc:
+        logger.info("widget refused: portal %s answered %s for the posted token", portal.member_id, exc.code)
+        raise SessionExpired(
+            "Your Bitrix24 session has expired. Close the task and open it again."
+        ) from None
+    except (errors.BitrixError, client.UntrustedEndpoint) as exc:
+        page.state, page.status, page.detail = _outcome_for(exc)
+        result = None
+    viewer = _viewer(result.results.get("profile")) if result else None
+    if result and viewer is None:
+        error = result.errors.get("profile")
+        if isinstance(error, errors.AuthError):
+            raise SessionExpired("Your Bitrix24 session has expired. Close the task and open it again.")
+        page.state, page.status, page.detail = _outcome_for(error or errors.BitrixError("NO_PROFILE"))
+    if viewer is not None:
+        page.viewer = viewer
+        credential_store_viewer(
+            portal=portal, user_id=viewer["id"], access_token=request.access_token,
+            refresh_token=request.refresh_token, expires_in=request.expires_in,
+        )
+        _fill_entity(page, result=result, request=request)
+    Invocation.objects.create(
+        portal=portal, placement=placement.code, entity_id=request.entity_id,
+        user_id=viewer["id"] if viewer else None, lang=request.lang,
+        outcome=Invocation.Outcome.OK if page.state in ("ok", "not_found") else Invocation.Outcome.ERROR,
+        detail=page.detail[:255], duration_ms=int((time.monotonic() - started) * 1000),
+    )
+    return page
+
+
+def _fill_entity(page: WidgetPage, *, result: client.BatchResult, request: WidgetRequest) -> None:
+    entity_errors = [error for key, error in result.errors.items() if key != "profile"]
+    denied = [error for error in entity_errors if isinstance(error, errors.AccessDenied)]
+    if entity_errors and len(denied) < len(entity_errors):
+        page.state, page.status, page.detail = _outcome_for(entity_errors[0])
+        return
+    with translation.override(page.lang):
+        page.entity = None if denied else page.placement.view(
+            result.results, origin=page.portal.origin, options=request.options, viewer_id=page.viewer["id"]
+        )
+    if page.entity is None:
+        page.state, page.detail = "not_found", "not found or no access"
+        return
+    page.detail = "shown"
+    page.action_token = action_token_issue(
+        grant=ActionGrant(
+            portal_id=page.portal.pk, user_id=page.viewer["id"], placement=page.placement.code,
+            entity_id=request.entity_id, lang=page.lang,
+        )
+    )
+
+
+def widget_action(*, grant: ActionGrant, action: str) -> dict:
+    """Run ``action`` for the token's viewer with their stored credential; the entity after it.
+
+    The token service refreshes the viewer's tokens once AUTH_EXPIRES has elapsed, and once more
+    if Bitrix24 answers expired_token early. Raises PayloadError (400) for an unknown action,
+    ActionTokenInvalid/ReauthRequired/ActionRefused (403), BitrixError (502/504).
+    """
+    placement = registry.get(grant.placement)
+    if placement is None:
+        raise ActionTokenInvalid("This widget is no longer served. Reopen the task.")
+    if action not in placement.action_names():
+        raise payload.PayloadError(f"Unknown action {action[:40]!r}.")
+    credential = (
+        Credential.objects.select_related("portal")
+        .filter(portal_id=grant.portal_id, user_id=grant.user_id, portal__in=Portal.objects.installed())
+        .first()
+    )
+    if credential is None or not (credential.access_token or credential.refresh_token):
+        raise ReauthRequired("NO_CREDENTIAL", "Your Bitrix24 session is gone. Reopen the task to continue.")
+    commands = dict(placement.load_commands(grant.entity_id))
+    call = placement.action_command(action, grant.entity_id)
+    if call is not None:
+        commands = {"action": call, **commands}
+    try:
+        result = portal_batch(credential=credential, commands=commands, halt=True)
+    except (errors.InvalidToken, errors.ExpiredToken, errors.NotInstalled):
+        raise ReauthRequired(
+            "TOKEN_REFUSED", "Bitrix24 no longer accepts your session. Reopen the task to continue."
+        ) from None
+    for error in result.errors.values():
+        if isinstance(error, (errors.TransportError, errors.RateLimited)):
+            raise error
+        raise ActionRefused(f"Bitrix24 refused: {error.description or error.code}.")
+    with translation.override(grant.lang):
+        entity = placement.view(
+            result.results, origin=credential.portal.origin, options={}, viewer_id=grant.user_id
+        )
+    if entity is None:
+        raise ActionRefused("The task was not found, or you no longer have access to it.")
+    logger.info("widget action %s on %s %s by user %s", action, placement.code, grant.entity_id, grant.user_id)
+    return entity

@@ -1,0 +1,110 @@
+"""The widget's two endpoints: the handler Bitrix24 frames, and the action the page's script calls.
+
+Each view parses, verifies, calls one service and renders (ARCHITECTURE.md, "HTTP endpoints").
+"""
+from __future__ import annotations
+
+import logging
+
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import translation
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from placements.services import (
+    ActionRefused,
+    WidgetPage,
+    WidgetRefused,
+    portal_for_widget,
+    widget_action,
+    widget_language,
+    widget_open,
+    widget_request_parse,
+)
+from placements.signing import ActionTokenInvalid, action_token_read
+from portals import payload
+from portals.bitrix import errors
+from portals.framing import allow_framing_by
+from portals.tokens import ReauthRequired
+from portals.views import failure_message, failure_status
+
+logger = logging.getLogger(__name__)
+
+
+def _params(request: HttpRequest) -> dict:
+    try:
+        return payload.merged_params(request)
+    except (RequestDataTooBig, TooManyFieldsSent):
+        raise payload.PayloadError("The request is too large to come from Bitrix24.") from None
+
+
+def _refusal_page(request: HttpRequest, *, status: int, state: str, message: str, lang: str) -> HttpResponse:
+    """A 400/403 page. It names no portal and offers nothing to click, so any page may frame it
+    (the person inside the task card must be able to read why the widget is empty)."""
+    with translation.override(lang):
+        response = render(
+            request, "placements/refused.html", {"state": state, "message": message, "lang": lang}, status=status
+        )
+    return allow_framing_by(response, "*")
+
+
+def _widget_page(request: HttpRequest, page: WidgetPage) -> HttpResponse:
+    context = {
+        "page": page,
+        "state": page.state,
+        "entity": page.entity,
+        "viewer": page.viewer,
+        "lang": page.lang,
+        "action_url": request.build_absolute_uri(reverse("placements:action")),
+        "action_token": page.action_token,
+        "actions": page.placement.action_names(),
+    }
+    with translation.override(page.lang):
+        response = render(request, page.placement.template, context, status=page.status)
+    return allow_framing_by(response, page.portal.origin)
+
+
+@csrf_exempt  # a cross-site form POST from the portal carries no CSRF token (protocol 10)
+@require_POST
+def handler(request: HttpRequest) -> HttpResponse:
+    """POST /placements/handler/: a user opened one of our widgets; dispatch on PLACEMENT."""
+    lang = widget_language(request.GET.get("LANG", ""))
+    try:
+        widget_request = widget_request_parse(params=_params(request))
+        portal = portal_for_widget(member_id=widget_request.member_id, domain=widget_request.domain)
+        page = widget_open(portal=portal, request=widget_request)
+    except payload.PayloadError as exc:
+        logger.info("widget refused (400): %s", exc)
+        return _refusal_page(request, status=400, state="bad_request", message=str(exc), lang=lang)
+    except WidgetRefused as exc:
+        logger.info("widget refused (403): %s", exc)
+        return _refusal_page(request, status=403, state=exc.state, message=str(exc), lang=lang)
+    return _widget_page(request, page)
+
+
+def _json_failure(status: int, message: str) -> JsonResponse:
+    return JsonResponse({"status": "error", "message": message}, status=status)
+
+
+@csrf_exempt  # authorised by the signed token, not by a cookie (cookies die in a third-party iframe)
+@require_POST
+def action(request: HttpRequest) -> JsonResponse:
+    """POST /placements/action/: reload, start, complete or defer the widget's task."""
+    try:
+        params = _params(request)
+        grant = action_token_read(token=params.get("token", "").strip())
+        entity = widget_action(grant=grant, action=params.get("action", "").strip())
+    except ActionTokenInvalid as exc:
+        return _json_failure(403, str(exc))
+    except ActionRefused as exc:
+        return _json_failure(403, str(exc))
+    except ReauthRequired as exc:
+        logger.info("widget action refused: %s", exc.code)
+        return _json_failure(403, "Your Bitrix24 session cannot be renewed. Close the task and open it again.")
+    except (payload.PayloadError, errors.BitrixError) as exc:
+        logger.info("widget action failed: %s", getattr(exc, "code", exc))
+        return _json_failure(failure_status(exc), failure_message(exc))
+    return JsonResponse({"task": entity})
