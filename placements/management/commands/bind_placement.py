@@ -1,0 +1,45 @@
+"""manage.py bind_placement: placement.bind on one portal, several, or all of them."""
+from portals import operations
+from portals.management.commands._portal_command import PortalCommand
+
+
+class Command(PortalCommand):
+    help = (
+        "Bind a placement handler (placement.bind) with each portal's installer token. "
+        "'Already bound' counts as success. Exit 1 if any portal failed, 2 for wrong flags."
+    )
+
+    def add_arguments(self, parser):
+        self.add_selection_arguments(parser)
+        add_placement_arguments(parser, title=True)
+        self.add_run_arguments(parser)
+
+    def handle(self, *args, **options):
+        selection = self.select(options)
+        code, handler, title = operations.placement_defaults(
+            placement=options["placement"], handler=options["handler"], title=options["title"]
+        )
+        if options["dry_run"]:
+            return self.dry_run(selection=selection, describe=lambda portal: f"bind {code} -> {handler}")
+        self.run(
+            what=f"bind_placement {code}",
+            selection=selection,
+            work=lambda portal, pace: operations.portal_bind_placement(
+                portal=portal, placement=code, handler=handler, title=title
+            ),
+            options=options,
+        )
+
+
+def add_placement_arguments(parser, *, title: bool) -> None:
+    parser.add_argument(
+        "--placement", default=operations.DEFAULT_PLACEMENT, metavar="CODE",
+        help=f"placement code (default {operations.DEFAULT_PLACEMENT})",
+    )
+    parser.add_argument(
+        "--handler", default=None, metavar="URL",
+        help="handler URL (default: our /placements/handler/ under B24_APP_BASE_URL)",
+    )
+    if title:
+        parser.add_argument("--title", default=None, help="title shown in Bitrix24 (default: the placement's)")
+    parser.add_argument("--dry-run", action="store_true", help="print what would be done; call nothing")

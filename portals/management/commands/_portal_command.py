@@ -1,0 +1,166 @@
+"""What every operator command shares: portal selection flags, the run across portals, one line
+per portal, a progress bar on a terminal, a summary, and the exit statuses of ARCHITECTURE.md
+(0 all ok, 1 a portal failed, 2 wrong flags / unknown portal / app credentials missing)."""
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from portals import operations
+from portals.bitrix import errors
+
+USAGE_ERROR = 2
+PORTAL_FAILED = 1
+
+
+def _positive_int(value: str) -> int:
+    import argparse
+
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more: {value!r}")
+    return number
+
+
+class ProgressBar:
+    """``\\r[#####     ] 120/1000`` on a terminal's stderr; nothing when output is not a terminal."""
+
+    width = 30
+
+    def __init__(self, stream, total: int, enabled: bool):
+        self.stream, self.total, self.enabled = stream, total, enabled and total > 0
+        self.done = 0
+
+    def clear(self) -> None:
+        if self.enabled:
+            self.stream.write("\r" + " " * (self.width + 24) + "\r", ending="")
+            self.stream.flush()
+
+    def update(self, done: int) -> None:
+        self.done = done
+        if self.enabled:
+            filled = int(self.width * done / self.total)
+            self.stream.write(f"\r[{'#' * filled}{' ' * (self.width - filled)}] {done}/{self.total}", ending="")
+            self.stream.flush()
+
+
+class PortalCommand(BaseCommand):
+    """Base of the operator commands; subclasses add flags and call ``run`` with a service."""
+
+    requires_app_credentials = True
+
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+
+        def one_line_error(message):
+            # Django's parser exits 2 on the command line but raises a plain CommandError
+            # (status 1) under call_command; both become one line and status 2 here.
+            if parser.called_from_command_line:
+                parser.exit(USAGE_ERROR, f"{parser.prog}: error: {message} (see --help)\n")
+            raise CommandError(f"Error: {message}", returncode=USAGE_ERROR)
+
+        parser.error = one_line_error
+        return parser
+
+    def add_selection_arguments(self, parser, *, allow_all: bool = True) -> None:
+        parser.add_argument(
+            "--portal", action="append", default=[], metavar="ID_OR_DOMAIN",
+            help="a portal's member_id or domain; may be repeated",
+        )
+        if allow_all:
+            parser.add_argument(
+                "--all", action="store_true", dest="all_portals",
+                help="every active portal (portals needing re-authorisation are listed as skipped)",
+            )
+
+    def add_run_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--concurrency", type=_positive_int, default=operations.DEFAULT_CONCURRENCY,
+            help=f"portals worked on at once (default {operations.DEFAULT_CONCURRENCY})",
+        )
+        parser.add_argument(
+            "--rate", type=float, default=operations.DEFAULT_PER_PORTAL_RATE,
+            help="most requests a second to any one portal (default 2, Bitrix24's drain rate)",
+        )
+
+    def execute(self, *args, **options):
+        try:
+            return super().execute(*args, **options)
+        except (operations.UnknownPortal, operations.SelectionRequired, errors.NotConfigured) as exc:
+            message = exc.description if isinstance(exc, errors.BitrixError) else str(exc)
+            raise CommandError(message, returncode=USAGE_ERROR) from None
+
+    # --- the steps a handle() strings together ------------------------------------------------
+
+    def require_app_credentials(self) -> None:
+        if not settings.B24_CLIENT_ID or not settings.B24_CLIENT_SECRET:
+            raise CommandError(
+                "B24_CLIENT_ID and B24_CLIENT_SECRET must be set (the app's OAuth credentials)",
+                returncode=USAGE_ERROR,
+            )
+
+    def select(self, options) -> operations.Selection:
+        if self.requires_app_credentials:
+            self.require_app_credentials()
+        return operations.portals_select(
+            portal_names=options.get("portal") or [], select_all=options.get("all_portals", False)
+        )
+
+    def outcome_line(self, outcome: operations.PortalOutcome) -> str:
+        mark = "ok" if outcome.ok else ("skipped" if outcome.status == "skipped" else "FAILED")
+        text = f"{mark:<7} {outcome.portal.domain} [{outcome.portal.member_id}] {outcome.status}"
+        return f"{text}: {outcome.detail}" if outcome.detail else text
+
+    def write_outcome(self, outcome: operations.PortalOutcome) -> None:
+        line = self.outcome_line(outcome)
+        self.stdout.write(line, style_func=None if outcome.ok else self.style.ERROR)
+
+    def run(self, *, what: str, selection: operations.Selection, work, options) -> list[operations.PortalOutcome]:
+        """Run ``work`` over the selection, print a line per portal and a summary, and end with
+        status 1 if any portal failed (after every other portal has had its turn)."""
+        started = time.monotonic()
+        skipped = [
+            operations.PortalOutcome(portal, "skipped", False, "needs re-authorisation; not called")
+            for portal in selection.skipped
+        ]
+        for outcome in skipped:
+            self.write_outcome(outcome)
+        progress = ProgressBar(self.stderr, len(selection.portals), self.stderr.isatty())
+
+        def on_result(outcome, done, total):
+            progress.clear()
+            self.write_outcome(outcome)
+            progress.update(done)
+
+        outcomes = operations.run_across_portals(
+            portals=selection.portals, work=work, concurrency=options["concurrency"],
+            per_portal_rate=options["rate"], on_result=on_result,
+        )
+        progress.clear()
+        self.summarise(what=what, outcomes=skipped + outcomes, seconds=time.monotonic() - started)
+        return outcomes
+
+    def summarise(self, *, what: str, outcomes, seconds: float) -> None:
+        counts = Counter(outcome.status for outcome in outcomes)
+        parts = ", ".join(f"{count} {status}" for status, count in counts.items()) or "nothing to do"
+        self.stdout.write(f"{what}: {len(outcomes)} portal(s) in {seconds:.1f} s: {parts}")
+        failed = sum(1 for outcome in outcomes if outcome.failed)
+        if failed:
+            raise CommandError(f"{failed} of {len(outcomes)} portal(s) failed", returncode=PORTAL_FAILED)
+
+    def dry_run(self, *, selection: operations.Selection, describe) -> None:
+        """Print what would be done and call nothing."""
+        for portal in selection.skipped:
+            self.stdout.write(f"skip    {portal.domain} [{portal.member_id}] needs re-authorisation")
+        for portal in selection.portals:
+            self.stdout.write(f"would   {portal.domain} [{portal.member_id}] {describe(portal)}")
+        self.stdout.write(
+            f"dry run: {len(selection.portals)} portal(s) selected, {len(selection.skipped)} skipped; "
+            "nothing was called"
+        )
