@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 from django.utils import timezone, translation
+from django.utils.translation import gettext_lazy as _
 
 from placements import registry
 from placements.models import Invocation
@@ -23,6 +24,7 @@ from portals.tokens import ReauthRequired, expiry_from, portal_batch
 logger = logging.getLogger(__name__)
 
 LANGUAGES = ("en", "ru", "de")
+SESSION_EXPIRED = _("Your Bitrix24 session has expired. Close the task and open it again.")
 
 
 class WidgetRefused(Exception):
@@ -88,10 +90,10 @@ def portal_for_widget(*, member_id: str, domain: str) -> Portal:
         portal = Portal.objects.installed().get(member_id=member_id)
     except Portal.DoesNotExist:
         # Unknown or uninstalled: calling the stored endpoint would hand a stranger's token around.
-        raise WidgetRefused("This app is not installed on this Bitrix24 portal.") from None
+        raise WidgetRefused(_("This app is not installed on this Bitrix24 portal.")) from None
     if portal.domain.rstrip(".").lower() != domain.rstrip(".").lower():
         # A member_id copied from another portal's page, posted with a domain of the attacker's.
-        raise WidgetRefused("The portal address does not match the installed portal.")
+        raise WidgetRefused(_("The portal address does not match the installed portal."))
     return portal
 
 
@@ -167,9 +169,7 @@ def widget_open(*, portal: Portal, request: WidgetRequest) -> WidgetPage:
         )
     except errors.AuthError as exc:
         logger.info("widget refused: portal %s answered %s for the posted token", portal.member_id, exc.code)
-        raise SessionExpired(
-            "Your Bitrix24 session has expired. Close the task and open it again."
-        ) from None
+        raise SessionExpired(SESSION_EXPIRED) from None
     except (errors.BitrixError, client.UntrustedEndpoint) as exc:
         page.state, page.status, page.detail = _outcome_for(exc)
         result = None
@@ -177,7 +177,7 @@ def widget_open(*, portal: Portal, request: WidgetRequest) -> WidgetPage:
     if result and viewer is None:
         error = result.errors.get("profile")
         if isinstance(error, errors.AuthError):
-            raise SessionExpired("Your Bitrix24 session has expired. Close the task and open it again.")
+            raise SessionExpired(SESSION_EXPIRED)
         page.state, page.status, page.detail = _outcome_for(error or errors.BitrixError("NO_PROFILE"))
     if viewer is not None:
         page.viewer = viewer

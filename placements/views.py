@@ -80,8 +80,8 @@ def handler(request: HttpRequest) -> HttpResponse:
         logger.info("widget refused (400): %s", exc)
         return _refusal_page(request, status=400, state="bad_request", message=str(exc), lang=lang)
     except WidgetRefused as exc:
-        logger.info("widget refused (403): %s", exc)
-        return _refusal_page(request, status=403, state=exc.state, message=str(exc), lang=lang)
+        logger.info("widget refused (403): %s", exc.state)
+        return _refusal_page(request, status=403, state=exc.state, message=exc.args[0], lang=lang)
     return _widget_page(request, page)
 
 
