@@ -985,6 +985,13 @@ class FakeBitrix24:
                     out["count"] = self.count(args["method"], args.get("server"), args.get("domain"))
             elif command == "max_rate":
                 out = {"max_rate": self.max_rate(args["domain"], float(args.get("window", 1.0)))}
+            elif command == "add_portals":
+                out = self._control_add_portals(**args)
+            elif command == "max_rates":
+                out = self._control_max_rates(float(args.get("window", 1.0)))
+            elif command == "expire_access_token":
+                self.expire_access_token(args["access_token"])
+                out = {"ok": True}
             elif command == "reset_calls":
                 self.reset_calls()
                 out = {"ok": True}
@@ -993,6 +1000,35 @@ class FakeBitrix24:
         except (KeyError, TypeError, ValueError) as e:
             return _json_resp(400, {"error": str(e)})
         return _json_resp(200, out)
+
+
+    def _control_add_portals(self, count: int, domain_format: str = "portal-{i}.example.com",
+                             user_id: int = 1, expires_in: int = 3600) -> list:
+        """Many portals, each with its installer's tokens, in one control call (benchmark seeding)."""
+        out = []
+        for i in range(int(count)):
+            p = self.add_portal(domain=domain_format.format(i=i))
+            out.append({"domain": p.domain, "member_id": p.member_id, "client_endpoint": p.client_endpoint,
+                        "application_token": p.application_token,
+                        "tokens": self.issue_tokens(p, user_id=user_id, expires_in=expires_in)})
+        return out
+
+    def _control_max_rates(self, window: float) -> dict:
+        """Across every portal that was called: the highest `max_rate`, and each portal's average rate
+        (requests over the span between its first and last request, at least `window`)."""
+        with self._lock:
+            by_domain: dict = {}
+            for c in self.calls:
+                if c.server == "portal" and not c.in_batch and c.domain:
+                    by_domain.setdefault(c.domain, []).append(c.ts)
+        best, best_domain, best_avg = 0, None, 0.0
+        for domain, ts in by_domain.items():
+            rate = self.max_rate(domain, window)
+            if rate > best:
+                best, best_domain = rate, domain
+            best_avg = max(best_avg, len(ts) / max(window, max(ts) - min(ts)))
+        return {"max_rate": best, "domain": best_domain, "portals": len(by_domain),
+                "max_average_rate": round(best_avg, 3)}
 
 
 def main(argv: list[str] | None = None) -> None:
