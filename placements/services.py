@@ -74,7 +74,8 @@ def widget_request_parse(*, params: dict) -> WidgetRequest:
     return WidgetRequest(
         placement=placement,
         member_id=payload.member_id_field(params),
-        domain=payload.domain_field(params, "DOMAIN"),
+        # A fully qualified name's trailing dot names the same host (domain_field refuses it).
+        domain=payload.domain_field({"DOMAIN": str(params.get("DOMAIN", "")).strip().rstrip(".")}, "DOMAIN"),
         access_token=payload.token_field(params, "AUTH_ID"),
         refresh_token=payload.token_field(params, "REFRESH_ID", required=False),
         expires_in=payload.seconds_field(params, "AUTH_EXPIRES"),
