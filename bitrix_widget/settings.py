@@ -36,6 +36,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost, so its one log line per Bitrix24-facing request sees the final status and time.
+    "bitrix_widget.middleware.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -103,6 +105,10 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=64 
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 200
 
 X_FRAME_OPTIONS = "DENY"
+
+# Error emails and the debug page hide AUTH_ID, REFRESH_ID, auth[...] and the action token.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "bitrix_widget.errors.SecretsExceptionReporterFilter"
+DEFAULT_EXCEPTION_REPORTER = "bitrix_widget.errors.SecretsExceptionReporter"
 
 # --- Bitrix24 -------------------------------------------------------------------------------
 B24_CLIENT_ID = env.str("B24_CLIENT_ID", default="")

@@ -9,3 +9,9 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
 ]
+
+# Error answers that say what was wrong (JSON for scripts, a small page otherwise).
+handler400 = "bitrix_widget.errors.handler400"
+handler403 = "bitrix_widget.errors.handler403"
+handler404 = "bitrix_widget.errors.handler404"
+handler500 = "bitrix_widget.errors.handler500"
