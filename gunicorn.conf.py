@@ -1,0 +1,28 @@
+"""gunicorn settings: ``gunicorn bitrix_widget.wsgi -c gunicorn.conf.py`` (flags given on the
+command line win over these). Environment: PORT, WEB_CONCURRENCY, GUNICORN_TIMEOUT,
+GUNICORN_ACCESS_LOG."""
+import multiprocessing
+import os
+
+bind = os.environ.get("GUNICORN_BIND") or f"0.0.0.0:{os.environ.get('PORT', '8000')}"
+workers = int(os.environ.get("WEB_CONCURRENCY") or multiprocessing.cpu_count() * 2 + 1)
+
+# A Bitrix24 call waits at most B24_CONNECT_TIMEOUT + B24_READ_TIMEOUT (3 + 5 s), a request makes
+# a few: a worker silent for longer than this is stuck and is replaced.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+graceful_timeout = 30
+keepalive = 5
+# Recycle workers now and then, so a slow leak never takes the service down.
+max_requests = 2000
+max_requests_jitter = 200
+
+# The app writes one structured line per Bitrix24-facing request (bitrix_widget.middleware).
+# gunicorn's access log is off unless asked for, and then never prints the query string
+# (%(U)s is the path alone): Bitrix24 could put an ``auth=`` token there.
+accesslog = "-" if os.environ.get("GUNICORN_ACCESS_LOG", "").lower() in ("1", "true", "yes") else None
+access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
+errorlog = "-"
+loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+
+# Several gunicorns on one host must not fight over one control socket; nothing here uses it.
+control_socket_disable = True
