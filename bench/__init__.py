@@ -1,0 +1,1 @@
+"""The performance benchmark: `python bench/run.py` (see bench/run.py and the README)."""

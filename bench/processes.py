@@ -1,0 +1,158 @@
+"""The two servers the benchmark starts: the fake Bitrix24 and the app under gunicorn.
+
+Each runs in its own process so that neither shares a GIL with the load generator; both listen on
+loopback only and are stopped (by their own pid) when the benchmark ends.
+"""
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from bench.report import REPO
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(proc: subprocess.Popen, timeout: float = 10) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class FakeProcess:
+    """``python -m tests.fake_bitrix24`` and its JSON control API (``POST /_fake/{command}``)."""
+
+    def __init__(self, logdir: str):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.fake_bitrix24",
+             "--oauth-port", str(free_port()), "--portal-port", str(free_port())],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=open(Path(logdir) / "fake.log", "wb"), text=True,
+        )
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the fake Bitrix24 did not start (see {logdir}/fake.log)")
+        self.info = json.loads(line)
+        self.oauth_url = self.info["oauth_url"]
+
+    def __call__(self, command: str, **args):
+        request = urllib.request.Request(
+            f"{self.oauth_url}/_fake/{command}", data=json.dumps(args).encode(), method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return json.loads(response.read())
+
+    def outbound(self) -> dict[str, int]:
+        """Requests the app sent since the last reset, by method ("batch", "oauth/token", ...)."""
+        return self("counts")["by_method"]
+
+    def stop(self) -> None:
+        _stop(self.proc)
+
+
+class GunicornProcess:
+    """The app as it is deployed: ``gunicorn bitrix_widget.wsgi`` (with gunicorn.conf.py if present)."""
+
+    def __init__(self, *, env: dict, workers: int, logdir: str):
+        self.port = free_port()
+        self.config = REPO / "gunicorn.conf.py"
+        self.command = [sys.executable, "-m", "gunicorn", "bitrix_widget.wsgi"]
+        if self.config.exists():
+            self.command += ["-c", str(self.config)]
+        self.command += ["-w", str(workers), "-b", f"127.0.0.1:{self.port}"]
+        self.log = Path(logdir) / "gunicorn.log"
+        self.proc = subprocess.Popen(self.command, cwd=REPO, env=env, stdout=open(self.log, "wb"),
+                                     stderr=subprocess.STDOUT)
+        self._wait_ready(workers)
+        self.peaks: dict[int, int] = {}  # worker pid -> VmHWM KiB (workers recycle: sample as we go)
+        self._sampling = threading.Event()
+        threading.Thread(target=self._sample_memory, daemon=True).start()
+
+    @property
+    def describe(self) -> str:
+        conf = " -c gunicorn.conf.py" if self.config.exists() else ""
+        return f"gunicorn{conf} -w {self.command[self.command.index('-w') + 1]} (sync unless the conf says otherwise)"
+
+    def _wait_ready(self, workers: int, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {self.proc.returncode}: see {self.log}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as r:
+                    if r.status == 200 and len(self.worker_pids()) >= workers:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"gunicorn did not answer /healthz within {timeout:.0f} s: see {self.log}")
+
+    def worker_pids(self) -> list[int]:
+        pids = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.proc.pid:
+                pids.append(int(stat.parent.name))
+        return sorted(pids)
+
+    @staticmethod
+    def peak_memory_kib(pid: int) -> int | None:
+        """VmHWM: the most resident memory the process ever had."""
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+        except OSError:
+            return None
+        return None
+
+    def _sample_memory(self) -> None:
+        while not self._sampling.wait(0.25):
+            for pid in self.worker_pids():
+                peak = self.peak_memory_kib(pid)
+                if peak:
+                    self.peaks[pid] = max(peak, self.peaks.get(pid, 0))
+
+    def stop(self) -> None:
+        self._sampling.set()
+        _stop(self.proc)
+
+
+def url_open(url: str, *, data: bytes | None = None, timeout: float = 30) -> tuple[int, str]:
+    """One plain request (setup steps, not measured); (status, body) also for 4xx/5xx."""
+    request = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
+    if data is not None:
+        request.add_header("Content-Type", "application/x-www-form-urlencoded")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode("utf-8", "replace")
+
+
+def kill_children_on_exit(processes: list) -> None:
+    """Stop what we started, even when the benchmark itself fails half-way."""
+    for p in reversed(processes):
+        try:
+            p.stop()
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
+
