@@ -67,15 +67,19 @@ def action_token_from(html: str) -> str:
     return match.group(1)
 
 
-@pytest.fixture
-def widget(fake_b24, client, db) -> Widget:
-    """A portal installed through the real install page, user 2 viewing task 31 (overdue)."""
-    portal, fake_portal = install_portal(client, fake_b24)
-    fake_b24.add_user(fake_portal, VIEWER_ID, name="Anna", last_name="Petrova", photo="/upload/anna.png")
-    task = fake_b24.add_task(
-        fake_portal, TASK_ID, title="Prepare the quarterly report", status="2", priority="2",
+def widget_setup(fake, client, *, status: str = "2") -> Widget:
+    """Install a portal through the real install page; user 2 views task 31 (overdue)."""
+    portal, fake_portal = install_portal(client, fake)
+    fake.add_user(fake_portal, VIEWER_ID, name="Anna", last_name="Petrova", photo="/upload/anna.png")
+    task = fake.add_task(
+        fake_portal, TASK_ID, title="Prepare the quarterly report", status=status, priority="2",
         deadline="2025-01-15T18:00:00+03:00", responsible_id=VIEWER_ID, created_by=1,
     )
-    tokens = fake_b24.issue_tokens(fake_portal, user_id=VIEWER_ID)
-    fake_b24.reset_calls()
-    return Widget(fake=fake_b24, portal=portal, fake_portal=fake_portal, tokens=tokens, task=task)
+    tokens = fake.issue_tokens(fake_portal, user_id=VIEWER_ID)
+    fake.reset_calls()
+    return Widget(fake=fake, portal=portal, fake_portal=fake_portal, tokens=tokens, task=task)
+
+
+@pytest.fixture
+def widget(fake_b24, client, db) -> Widget:
+    return widget_setup(fake_b24, client)

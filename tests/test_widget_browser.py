@@ -9,7 +9,6 @@ the frame-ancestors origin, is the host page's own origin, as on a real portal.
 from __future__ import annotations
 
 import html
-import json
 import shutil
 import threading
 import urllib.error
@@ -21,8 +20,7 @@ from urllib.parse import urlencode
 import pytest
 
 from portals.models import Portal
-from tests.fixtures_placements import TASK_ID, VIEWER_ID
-from tests.helpers import install_portal
+from tests.fixtures_placements import TASK_ID, widget_setup
 
 pytestmark = [pytest.mark.browser]
 
@@ -120,26 +118,16 @@ def host_page_html(*, origin: str, action: str, fields: dict) -> bytes:
 def test_widget_in_a_cross_origin_iframe_completes_the_task(live_server, fake_b24, client, settings, transactional_db):
     sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
     settings.ALLOWED_HOSTS = ["*"]
-    portal, fake_portal = install_portal(client, fake_b24)
-    fake_b24.add_user(fake_portal, VIEWER_ID, name="Anna", last_name="Petrova", work_position="Accountant")
-    task = fake_b24.add_task(
-        fake_portal, TASK_ID, title="Prepare the quarterly report", status="3", priority="2",
-        deadline="2025-01-15T18:00:00+03:00", responsible_id=VIEWER_ID, created_by=1,
-    )
-    tokens = fake_b24.issue_tokens(fake_portal, user_id=VIEWER_ID)
+    widget = widget_setup(fake_b24, client, status="3")
 
     with HostPage(fake_portal_base=fake_b24.portal_base) as host:
         # The portal lives on the host page's origin: that is the origin allowed to frame the widget.
-        Portal.objects.filter(pk=portal.pk).update(client_endpoint=f"{host.origin}/{fake_portal.domain}/rest/")
-        query = {"DOMAIN": fake_portal.domain, "PROTOCOL": "1", "LANG": "en", "APP_SID": "c" * 32}
+        Portal.objects.filter(pk=widget.portal.pk).update(
+            client_endpoint=f"{host.origin}/{widget.fake_portal.domain}/rest/"
+        )
+        query, body = widget.payload()
         host.page = host_page_html(
-            origin=host.origin,
-            action=f"{live_server.url}/placements/handler/?{urlencode(query)}",
-            fields={
-                "AUTH_ID": tokens["access_token"], "AUTH_EXPIRES": "3600", "REFRESH_ID": tokens["refresh_token"],
-                "member_id": fake_portal.member_id, "status": "L", "PLACEMENT": "TASK_VIEW_TOP_PANEL",
-                "PLACEMENT_OPTIONS": json.dumps({"taskId": str(TASK_ID)}),
-            },
+            origin=host.origin, action=f"{live_server.url}/placements/handler/?{urlencode(query)}", fields=body
         )
         fake_b24.reset_calls()
         ARTIFACTS.mkdir(exist_ok=True)
@@ -158,7 +146,7 @@ def test_widget_in_a_cross_origin_iframe_completes_the_task(live_server, fake_b2
 
                 frame.get_by_role("button", name="Complete").click()
                 frame.locator('[data-field=status][data-status="5"]').wait_for(timeout=15000)
-                assert task.status == "5"
+                assert widget.task.status == "5"
                 assert frame.locator("[data-field=status]").inner_text().lower() == "completed"
                 assert frame.get_by_role("button", name="Complete").is_hidden()
                 page.screenshot(path=str(ARTIFACTS / "widget.png"))
