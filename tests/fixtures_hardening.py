@@ -1,0 +1,72 @@
+"""Shared pieces of the hardening tests: row snapshots, "says why" checks, expiry, and the figures
+the issue's closing note reports (printed with ``pytest -s`` and kept in test-artifacts/)."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from http import HTTPStatus
+from pathlib import Path
+
+from django.db import connection
+
+from placements.models import Invocation
+from portals.models import Credential, Portal
+
+PAST = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+FIGURES_FILE = Path(__file__).resolve().parent.parent / "test-artifacts" / "hardening-figures.json"
+
+
+def record_figures(name: str, **figures) -> None:
+    """Print one test's figures and keep them, per database vendor, for the closing note."""
+    print(f"\n[figures] {name} ({connection.vendor}): {json.dumps(figures)}")
+    FIGURES_FILE.parent.mkdir(exist_ok=True)
+    try:
+        stored = json.loads(FIGURES_FILE.read_text())
+    except (OSError, ValueError):
+        stored = {}
+    stored.setdefault(connection.vendor, {})[name] = figures
+    FIGURES_FILE.write_text(json.dumps(stored, indent=2, sort_keys=True))
+
+
+def rows_snapshot() -> tuple:
+    """Every column of every Portal, Credential and Invocation row: equal before and after means
+    nothing was written."""
+    return (
+        tuple(Portal.objects.order_by("pk").values_list()),
+        tuple(Credential.objects.order_by("pk").values_list()),
+        tuple(Invocation.objects.order_by("pk").values_list()),
+    )
+
+
+def row_counts() -> tuple[int, int, int]:
+    return Portal.objects.count(), Credential.objects.count(), Invocation.objects.count()
+
+
+_TAGS = re.compile(r"<(script|style)\b.*?</\1>|<[^>]+>", re.S | re.I)
+
+
+def rejection_reason(response) -> str:
+    """The human message of a rejection: JSON ``message``, or the text of the page."""
+    content = response.content.decode("utf-8", "replace")
+    if response.get("Content-Type", "").startswith("application/json"):
+        return str(json.loads(content).get("message", "")).strip()
+    return " ".join(_TAGS.sub(" ", content).split())
+
+
+_BARE_STATUSES = {phrase.lower() for phrase in (s.phrase for s in HTTPStatus)} | {
+    f"{s.value} {s.phrase}".lower() for s in HTTPStatus
+}
+
+
+def assert_says_why(response) -> None:
+    """The answer gives a reason a person can act on, not a bare status like "Bad Request"."""
+    reason = rejection_reason(response)
+    assert reason.lower().rstrip(".") not in _BARE_STATUSES, response.content[:300]
+    assert len(reason.split()) >= 2, response.content[:300]
+
+
+def expire(credential) -> None:
+    """Make the stored access token look expired to our side (the fake still takes it)."""
+    Credential.objects.filter(pk=credential.pk).update(expires_at=PAST)
+    credential.refresh_from_db()
