@@ -57,7 +57,8 @@ class PortalOutcome:
 
 def _failed(portal: Portal, exc: BaseException) -> PortalOutcome:
     if isinstance(exc, ReauthRequired):
-        return PortalOutcome(portal, "needs re-authorisation", False, exc.description or str(exc))
+        status = "uninstalled" if exc.code == "UNINSTALLED" else "needs re-authorisation"
+        return PortalOutcome(portal, status, False, exc.description or str(exc))
     if isinstance(exc, errors.BitrixError):
         return PortalOutcome(portal, "failed", False, scrub(str(exc)))
     return PortalOutcome(portal, "failed", False, scrub(f"{type(exc).__name__}: {exc}"))

@@ -283,3 +283,24 @@ def test_missing_app_base_url_without_handler_is_exit_2(install_portals, fake_b2
     install_portals(1)
     settings.B24_APP_BASE_URL = ""
     assert run_command("bind_placement", "--all").code == 2
+
+
+def test_disabled_portal_named_is_reported_uninstalled_without_a_call(install_portals, fake_b24):
+    from portals.operations import portal_disable
+
+    (portal, fake_portal), = install_portals(1)
+    portal_disable(portal=portal)
+    fake_b24.reset_calls()
+    run = run_command("bind_placement", "--portal", portal.member_id)
+    assert run.code == 1 and "] uninstalled: Disabled by operator" in run.out
+    assert fake_b24.count() == 0
+    assert run_command("bind_placement", "--all").lines[-1].endswith("nothing to do")
+
+
+def test_a_domain_shared_by_two_installed_portals_must_be_named_by_member_id(install_portals, fake_b24):
+    (portal, _), = install_portals(1)
+    Portal.objects.create(member_id="other-member", domain=portal.domain, client_endpoint=portal.client_endpoint,
+                          server_endpoint=portal.server_endpoint)
+    run = run_command("bind_placement", "--portal", portal.domain)
+    assert run.code == 2 and "give the member_id instead" in run.err
+    assert run_command("bind_placement", "--portal", portal.member_id).code == 0

@@ -42,7 +42,7 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
         (["bind_placement", "--bogus"], {}, "unrecognized arguments: --bogus"),
         (["bind_placement"], {}, "name a portal with --portal"),
         (["prune_invocations"], {}, "--older-than-days"),
-        (["refresh_tokens", "--all", "--idle-days", "-3"], {}, "must be 1 or more"),
+        (["refresh_tokens", "--all", "--idle-days", "-3"], {}, "must be more than 0"),
     ],
     ids=["no-client-id", "no-client-secret", "unknown-flag", "no-selection", "missing-days", "negative-days"],
 )

@@ -8,10 +8,20 @@ class Command(PortalCommand):
         "Bind a placement handler (placement.bind) with each portal's installer token. "
         "'Already bound' counts as success. Exit 1 if any portal failed, 2 for wrong flags."
     )
+    verb = "bind"
 
     def add_arguments(self, parser):
         self.add_selection_arguments(parser)
-        add_placement_arguments(parser, title=True)
+        parser.add_argument(
+            "--placement", default=operations.DEFAULT_PLACEMENT, metavar="CODE",
+            help=f"placement code (default {operations.DEFAULT_PLACEMENT})",
+        )
+        parser.add_argument(
+            "--handler", default=None, metavar="URL",
+            help="handler URL (default: our /placements/handler/ under B24_APP_BASE_URL)",
+        )
+        parser.add_argument("--title", default=None, help="title shown in Bitrix24 (default: the placement's)")
+        parser.add_argument("--dry-run", action="store_true", help="print what would be done; call nothing")
         self.add_run_arguments(parser)
 
     def handle(self, *args, **options):
@@ -20,26 +30,13 @@ class Command(PortalCommand):
             placement=options["placement"], handler=options["handler"], title=options["title"]
         )
         if options["dry_run"]:
-            return self.dry_run(selection=selection, describe=lambda portal: f"bind {code} -> {handler}")
+            return self.dry_run(selection=selection, describe=lambda portal: f"{self.verb} {code} -> {handler}")
         self.run(
-            what=f"bind_placement {code}",
+            what=f"{self.verb}_placement {code}",
             selection=selection,
-            work=lambda portal, pace: operations.portal_bind_placement(
-                portal=portal, placement=code, handler=handler, title=title
-            ),
+            work=lambda portal, pace: self.placement_work(portal=portal, code=code, handler=handler, title=title),
             options=options,
         )
 
-
-def add_placement_arguments(parser, *, title: bool) -> None:
-    parser.add_argument(
-        "--placement", default=operations.DEFAULT_PLACEMENT, metavar="CODE",
-        help=f"placement code (default {operations.DEFAULT_PLACEMENT})",
-    )
-    parser.add_argument(
-        "--handler", default=None, metavar="URL",
-        help="handler URL (default: our /placements/handler/ under B24_APP_BASE_URL)",
-    )
-    if title:
-        parser.add_argument("--title", default=None, help="title shown in Bitrix24 (default: the placement's)")
-    parser.add_argument("--dry-run", action="store_true", help="print what would be done; call nothing")
+    def placement_work(self, *, portal, code: str, handler: str, title: str) -> operations.PortalOutcome:
+        return operations.portal_bind_placement(portal=portal, placement=code, handler=handler, title=title)

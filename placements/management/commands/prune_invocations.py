@@ -3,8 +3,8 @@ import datetime as dt
 
 from django.utils import timezone
 
+from portals.management.commands._portal_command import PortalCommand, positive_int
 from portals.operations import invocations_prune
-from portals.management.commands._portal_command import PortalCommand, _positive_int
 
 
 class Command(PortalCommand):
@@ -12,11 +12,13 @@ class Command(PortalCommand):
     requires_app_credentials = False
 
     def add_arguments(self, parser):
-        parser.add_argument("--older-than-days", type=_positive_int, required=True, metavar="N")
-        parser.add_argument("--batch-size", type=_positive_int, default=10_000, metavar="ROWS")
+        parser.add_argument("--older-than-days", type=positive_int, required=True, metavar="N")
+        parser.add_argument("--batch-size", type=positive_int, default=10_000, metavar="ROWS")
 
     def handle(self, *args, **options):
         cutoff = timezone.now() - dt.timedelta(days=options["older_than_days"])
         deleted = invocations_prune(cutoff=cutoff, batch_size=options["batch_size"], report=self.stdout.write)
-        self.stdout.write(f"prune_invocations: deleted {deleted} invocation(s) created before {cutoff:%Y-%m-%d %H:%M} UTC")
+        self.stdout.write(
+            f"prune_invocations: deleted {deleted} invocation(s) created before {cutoff:%Y-%m-%d %H:%M} UTC"
+        )
 

@@ -3,6 +3,7 @@ per portal, a progress bar on a terminal, a summary, and the exit statuses of AR
 (0 all ok, 1 a portal failed, 2 wrong flags / unknown portal / app credentials missing)."""
 from __future__ import annotations
 
+import argparse
 import time
 from collections import Counter
 
@@ -16,16 +17,22 @@ USAGE_ERROR = 2
 PORTAL_FAILED = 1
 
 
-def _positive_int(value: str) -> int:
-    import argparse
+def positive(kind):
+    """An argparse type: a number of ``kind`` above 0, or a one-line usage error."""
 
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more: {value!r}")
-    return number
+    def parse(value: str):
+        try:
+            number = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a {'whole ' if kind is int else ''}number: {value!r}") from None
+        if number <= 0:
+            raise argparse.ArgumentTypeError(f"must be more than 0: {value!r}")
+        return number
+
+    return parse
+
+
+positive_int = positive(int)
 
 
 class ProgressBar:
@@ -81,11 +88,11 @@ class PortalCommand(BaseCommand):
 
     def add_run_arguments(self, parser) -> None:
         parser.add_argument(
-            "--concurrency", type=_positive_int, default=operations.DEFAULT_CONCURRENCY,
+            "--concurrency", type=positive_int, default=operations.DEFAULT_CONCURRENCY,
             help=f"portals worked on at once (default {operations.DEFAULT_CONCURRENCY})",
         )
         parser.add_argument(
-            "--rate", type=float, default=operations.DEFAULT_PER_PORTAL_RATE,
+            "--rate", type=positive(float), default=operations.DEFAULT_PER_PORTAL_RATE,
             help="most requests a second to any one portal (default 2, Bitrix24's drain rate)",
         )
 
@@ -159,7 +166,8 @@ class PortalCommand(BaseCommand):
         for portal in selection.skipped:
             self.stdout.write(f"skip    {portal.domain} [{portal.member_id}] needs re-authorisation")
         for portal in selection.portals:
-            self.stdout.write(f"would   {portal.domain} [{portal.member_id}] {describe(portal)}")
+            note = "" if portal.status == portal.Status.ACTIVE else f" (but it is {portal.status}: reported, not called)"
+            self.stdout.write(f"would   {portal.domain} [{portal.member_id}] {describe(portal)}{note}")
         self.stdout.write(
             f"dry run: {len(selection.portals)} portal(s) selected, {len(selection.skipped)} skipped; "
             "nothing was called"

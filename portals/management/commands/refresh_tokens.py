@@ -1,6 +1,6 @@
 """manage.py refresh_tokens: keep refresh tokens alive on idle portals (they lapse when unused)."""
 from portals import operations
-from portals.management.commands._portal_command import PortalCommand, _positive_int
+from portals.management.commands._portal_command import PortalCommand, positive_int
 from portals.models import Portal
 
 
@@ -14,7 +14,7 @@ class Command(PortalCommand):
     def add_arguments(self, parser):
         self.add_selection_arguments(parser)
         parser.add_argument(
-            "--idle-days", type=_positive_int, default=None, metavar="N",
+            "--idle-days", type=positive_int, default=None, metavar="N",
             help="only credentials neither used nor refreshed in the last N days",
         )
         self.add_run_arguments(parser)
