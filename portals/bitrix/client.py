@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
@@ -71,6 +72,10 @@ def oauth_server_for(server_endpoint: str | None) -> str:
     return origin
 
 
+_HOST_NAME = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)(?:\.(?!-)[a-z0-9_-]{1,63}(?<!-))*$")
+_NUMERIC_LABEL = re.compile(r"^(?:0x[0-9a-f]*|[0-9]+)$")
+
+
 class UntrustedEndpoint(ValueError):
     """A portal REST address we refuse to call (see ``validate_client_endpoint``)."""
 
@@ -107,9 +112,14 @@ def validate_client_endpoint(url: str) -> str:
         address = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         address = None
-    if address is not None and not allow_private:
+    if address is None and not _HOST_NAME.fullmatch(host):
+        raise UntrustedEndpoint("the portal host name is not a valid domain name")
+    # 127.1, 0x7f.0.0.1, 0177.0.0.1 and 2130706433 are no domain names: the resolver reads them
+    # as IPv4 addresses (all four are 127.0.0.1), though ipaddress does not.
+    ip_literal = address is not None or bool(_NUMERIC_LABEL.fullmatch(host.rsplit(".", 1)[-1]))
+    if ip_literal and not allow_private:
         raise UntrustedEndpoint("the portal address must be a domain name, not an IP address")
-    if address is None and (host == "localhost" or host.endswith(".localhost") or "." not in host):
+    if not ip_literal and (host == "localhost" or host.endswith(".localhost") or "." not in host):
         if not allow_private:
             raise UntrustedEndpoint("the portal address must be a public domain name")
     if port not in (None, 443) and not (allow_private or (scheme == "http" and port == 80)):
