@@ -8,6 +8,7 @@ import re
 from http import HTTPStatus
 from pathlib import Path
 
+import pytest
 from django.db import connection
 
 from placements.models import Invocation
@@ -70,3 +71,47 @@ def expire(credential) -> None:
     """Make the stored access token look expired to our side (the fake still takes it)."""
     Credential.objects.filter(pk=credential.pk).update(expires_at=PAST)
     credential.refresh_from_db()
+
+
+class Trap:
+    """A loopback HTTP server that must never be called: it records whatever reaches it and
+    answers like a friendly OAuth server, to tempt code into trusting it."""
+
+    def __init__(self):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        trap = self
+        self.requests: list[tuple[str, str, bytes]] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _record(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                trap.requests.append((self.command, self.path, self.rfile.read(length) if length else b""))
+                body = b'{"result": {"client_id": "x", "install": {}}, "access_token": "a", "refresh_token": "r"}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_PUT = _record
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        self.url = f"http://{self.host}"
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def trap():
+    server = Trap()
+    yield server
+    server.stop()
