@@ -8,8 +8,9 @@ stops a run; ``run_across_portals`` runs one of them over many portals at once.
 from __future__ import annotations
 
 import datetime as dt
+import queue
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -312,16 +313,13 @@ class Pacer:
 Work = Callable[[Portal, Pacer], PortalOutcome]
 
 
-def _run_one(portal: Portal, work: Work, rate: float | None, in_worker_thread: bool) -> PortalOutcome:
+def _run_one(portal: Portal, work: Work, rate: float | None) -> PortalOutcome:
     try:
         return work(portal, Pacer(rate))
     except errors.NotConfigured:
         raise
     except Exception as exc:
         return _failed(portal, exc)
-    finally:
-        if in_worker_thread:
-            connections.close_all()  # this thread's own connections; the pool thread is reused
 
 
 def run_across_portals(
@@ -342,13 +340,54 @@ def run_across_portals(
     portals = list(portals)
     total = len(portals)
     outcomes: list[PortalOutcome] = []
+
+    def record(outcome: PortalOutcome) -> None:
+        outcomes.append(outcome)
+        if on_result:
+            on_result(outcome, len(outcomes), total)
+
     if concurrency <= 1 or total <= 1:
-        for done, portal in enumerate(portals, start=1):
-            outcome = _run_one(portal, work, per_portal_rate, False)
-            outcomes.append(outcome)
-            if on_result:
-                on_result(outcome, done, total)
+        for portal in portals:
+            record(_run_one(portal, work, per_portal_rate))
         return outcomes
+    pending: queue.SimpleQueue = queue.SimpleQueue()
+    for portal in portals:
+        pending.put(portal)
+    finished: queue.SimpleQueue = queue.SimpleQueue()
+    stop = threading.Event()
+
+    def worker() -> None:
+        # Each worker takes portals until none are left, on one database connection of its
+        # own that it closes at the end (a connection per portal would cost a connect each).
+        try:
+            while not stop.is_set():
+                try:
+                    portal = pending.get_nowait()
+                except queue.Empty:
+                    return
+                finished.put(_run_one(portal, work, per_portal_rate))
+        except BaseException as exc:  # NotConfigured: the whole run is wrong, not one portal
+            stop.set()
+            finished.put(exc)
+        finally:
+            connections.close_all()
+
+    threads = [
+        threading.Thread(target=worker, name=f"portal-{n}", daemon=True) for n in range(min(concurrency, total))
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        while len(outcomes) < total:
+            item = finished.get()
+            if isinstance(item, BaseException):
+                raise item
+            record(item)
+    finally:
+        stop.set()  # on an error or Ctrl-C, workers finish the portal in hand and leave
+        for thread in threads:
+            thread.join()
+    return outcomes
     with ThreadPoolExecutor(max_workers=min(concurrency, total), thread_name_prefix="portal") as pool:
         futures = [pool.submit(_run_one, portal, work, per_portal_rate, True) for portal in portals]
         try:

@@ -78,3 +78,33 @@ def test_pacer_spaces_calls_to_one_portal():
     for _ in range(4):
         pace()
     assert time.monotonic() - started >= 0.15  # the first call goes at once, three waits follow
+
+
+def test_run_across_portals_turns_a_portal_exception_into_its_failed_line():
+    from portals.models import Portal
+    from portals.operations import PortalOutcome, run_across_portals
+
+    def work(portal, pace):
+        if portal.domain == "b.example.com":
+            raise RuntimeError("boom")
+        return PortalOutcome(portal, "bound", True)
+
+    portals = [Portal(domain=f"{name}.example.com", member_id=name) for name in "abcd"]
+    outcomes = run_across_portals(portals=portals, work=work, concurrency=4)
+    assert sorted((o.portal.domain, o.status) for o in outcomes) == [
+        ("a.example.com", "bound"), ("b.example.com", "failed"), ("c.example.com", "bound"), ("d.example.com", "bound"),
+    ]
+    assert [o.detail for o in outcomes if o.failed] == ["RuntimeError: boom"]
+
+
+def test_run_across_portals_stops_when_the_app_is_not_configured():
+    from portals.bitrix.errors import NotConfigured
+    from portals.models import Portal
+    from portals.operations import run_across_portals
+
+    def work(portal, pace):
+        raise NotConfigured("NOT_CONFIGURED", "B24_CLIENT_ID and B24_CLIENT_SECRET must be set")
+
+    portals = [Portal(domain=f"p{n}.example.com", member_id=str(n)) for n in range(20)]
+    with pytest.raises(NotConfigured):
+        run_across_portals(portals=portals, work=work, concurrency=4)
