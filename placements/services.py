@@ -170,6 +170,8 @@ def widget_open(*, portal: Portal, request: WidgetRequest) -> WidgetPage:
         )
     except errors.AuthError as exc:
         logger.info("widget refused: portal %s answered %s for the posted token", portal.member_id, exc.code)
+        if isinstance(exc, errors.NotInstalled):
+            raise WidgetRefused(_("The app is not installed or not paid for on this Bitrix24 portal.")) from None
         raise SessionExpired(SESSION_EXPIRED) from None
     except (errors.BitrixError, client.UntrustedEndpoint) as exc:
         page.state, page.status, page.detail = _outcome_for(exc)

@@ -272,6 +272,12 @@ def test_expired_posted_token_is_403_with_reopen_state(widget, client):
     assert widget.fake.count("oauth/token") == 0  # the posted token proves the user: no refresh on open
 
 
+def test_app_unpaid_on_the_portal_is_403(widget, client):
+    widget.fake.fail_next("batch", status=401, error="PAYMENT_REQUIRED", description="Payment required")
+    response = widget.post(client)
+    assert_refused(response, widget, 403, outbound=1, text="not paid for")
+
+
 def test_missing_task_id_is_400(widget, client):
     response = widget.post(client, PLACEMENT_OPTIONS=json.dumps({"URI": "/x/"}))
     assert_refused(response, widget, 400, text="taskId")
