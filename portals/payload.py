@@ -76,14 +76,14 @@ def member_id_field(params: dict, name: str = "member_id") -> str:
 
 def domain_field(params: dict, name: str = "DOMAIN", *, required: bool = True) -> str:
     value = params.get(name, "")
-    value = value.strip() if isinstance(value, str) else ""
+    value = value.strip().rstrip(".") if isinstance(value, str) else ""
     if not value:
         if required:
             raise PayloadError(f"{name} is missing.")
         return ""
     if not _DOMAIN.match(value):
         raise PayloadError(f"{name} is not a valid domain name.")
-    return value.rstrip(".").lower()
+    return value.lower()
 
 
 def seconds_field(params: dict, name: str, *, default: int = 3600) -> int:

@@ -213,3 +213,9 @@ def test_query_string_and_body_are_both_read(client, fake_b24, fresh):
 def test_install_portal_helper_installs(client, fake_b24):
     portal, fake_portal = install_portal(client, fake_b24, domain="helper.example.com")
     assert portal.domain == "helper.example.com"
+
+
+def test_domain_with_trailing_dot_and_capitals_is_the_same_portal(client, fake_b24, fresh):
+    response = post_install(client, fake_b24, *fresh, DOMAIN="Shop.Example.com.")
+    assert response.status_code == 200
+    assert Portal.objects.get().domain == "shop.example.com"
