@@ -216,12 +216,18 @@ def _uninstall_confirmed(*, portal: Portal) -> bool | None:
     return False
 
 
+def portal_holds_tokens(*, portal: Portal) -> bool:
+    return Credential.objects.filter(portal=portal).exclude(access_token="", refresh_token="").exists()
+
+
 def portal_uninstall(*, member_id: str, application_token: str, clean: bool) -> UninstallOutcome:
     """ONAPPUNINSTALL: checked, confirmed, then soft-disabled (tokens blanked, the row kept)."""
     portal = Portal.objects.filter(member_id=member_id).first()
     if portal is None:
         raise VerificationRefused("Unknown portal.")
-    if portal.status == Portal.Status.UNINSTALLED:
+    if portal.status == Portal.Status.UNINSTALLED and not portal_holds_tokens(portal=portal):
+        # Bitrix24 already uninstalled it. (An operator's "Disable" keeps the tokens, so a real
+        # uninstall of a disabled portal still goes through the checks below and blanks them.)
         return UninstallOutcome(portal, False, "already uninstalled")
     if portal.application_token and not application_token_matches(portal.application_token, application_token):
         raise VerificationRefused("The application token does not match.")

@@ -81,6 +81,12 @@ def credential_refresh(*, credential: Credential, stale_access_token: str) -> Cr
                 )
                 locked.refreshed_at = now
                 locked.save(update_fields=["access_token", "refresh_token", "expires_at", "refreshed_at"])
+                if locked.is_admin and locked.portal.status == Portal.Status.NEEDS_REAUTH:
+                    # The installer's chain works again: whatever flagged the portal is over.
+                    Portal.objects.filter(pk=locked.portal_id, status=Portal.Status.NEEDS_REAUTH).update(
+                        status=Portal.Status.ACTIVE, status_detail="", updated_at=now
+                    )
+                    logger.info("portal %s active again: its admin token refreshed", locked.portal.member_id)
     if failure is not None:
         reason = (
             f"The OAuth server refused the stored refresh token of user {locked.user_id} "

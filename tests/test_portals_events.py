@@ -263,3 +263,27 @@ def test_conflicting_keys_are_400(client, fake_b24):
 
 def test_get_is_405(client):
     assert client.get("/portals/events/").status_code == 405
+
+
+def test_real_uninstall_of_an_operator_disabled_portal_still_blanks_tokens(client, fake_b24, installed):
+    from portals.operations import portal_disable
+
+    portal, fake_portal = installed
+    portal_disable(portal=portal)
+    fake_b24.uninstall(fake_portal)
+    response = post_event(client, uninstall_body(fake_b24, fake_portal))
+    assert response.status_code == 200 and response.json()["result"] == "uninstalled"
+    assert portal.credentials.get().refresh_token == ""
+
+
+def test_needs_reauth_from_an_unreachable_oauth_server_clears_on_the_next_admin_refresh(client, fake_b24, installed):
+    from portals.tokens import credential_access_token
+
+    portal, fake_portal = installed
+    fake_b24.oauth_down = True
+    post_event(client, uninstall_body(fake_b24, fake_portal))  # unconfirmed: needs_reauth
+    fake_b24.oauth_down = False
+    Credential.objects.update(expires_at="2000-01-01T00:00:00Z")
+    credential_access_token(credential=Portal.objects.get().admin_credential())
+    portal.refresh_from_db()
+    assert portal.status == Portal.Status.ACTIVE and portal.status_detail == ""
