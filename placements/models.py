@@ -23,7 +23,10 @@ class Invocation(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["portal", "-created_at"], name="invocation_portal_time")]
+        indexes = [
+            models.Index(fields=["portal", "-created_at"], name="invocation_portal_time"),
+            models.Index(fields=["entity_id"], name="invocation_entity"),  # admin search by task id
+        ]
 
     def __str__(self) -> str:
         return f"{self.placement} {self.entity_id} {self.outcome}"
