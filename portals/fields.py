@@ -11,6 +11,10 @@ from django.conf import settings
 from django.db import models
 
 
+# Every Fernet token starts with its version byte 0x80, base64: no Bitrix24 token looks like this.
+_FERNET_PREFIX = "gAAAAA"
+
+
 class TokenDecryptionError(Exception):
     """A stored token could not be decrypted with any configured key."""
 
@@ -56,3 +60,14 @@ class EncryptedTextField(models.TextField):
         if value in (None, ""):
             return value
         return encrypt(value)
+
+    def value_to_string(self, obj):
+        """dumpdata writes the token encrypted, as it is stored: a dump is a copy at rest too."""
+        value = self.value_from_object(obj)
+        return value if value in (None, "") else encrypt(value)
+
+    def to_python(self, value):
+        """loaddata reads back what value_to_string wrote (a plain token passes unchanged)."""
+        if isinstance(value, str) and value.startswith(_FERNET_PREFIX):
+            return decrypt(value)
+        return value
