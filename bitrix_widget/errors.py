@@ -118,6 +118,13 @@ class SecretsExceptionReporterFilter(SafeExceptionReporterFilter):
                 cleansed[key] = self.cleansed_substitute
         return cleansed
 
+    def get_safe_request_meta(self, request):
+        # QUERY_STRING, RAW_URI, REQUEST_URI... may carry ``auth=``.
+        return {
+            key: scrub(value) if isinstance(value, str) else value
+            for key, value in super().get_safe_request_meta(request).items()
+        }
+
     def get_post_parameters(self, request):
         if request is None:
             return {}
@@ -136,10 +143,14 @@ class SecretsExceptionReporterFilter(SafeExceptionReporterFilter):
 
 
 class SecretsExceptionReporter(ExceptionReporter):
-    """The query string and the exception text are shown too: scrub secret-named values there."""
+    """The query string, the exception text and each local's printed form (a request's repr holds
+    its query string) are shown too: scrub secret-named values there."""
 
     def get_traceback_data(self):
         data = super().get_traceback_data()
+        for frame in data.get("frames", []):
+            if "vars" in frame:
+                frame["vars"] = [(name, scrub(value)) for name, value in frame["vars"]]
         if "request_GET_items" in data:
             data["request_GET_items"] = self.filter.get_cleansed_multivaluedict(self.request, self.request.GET).items()
         for key in ("request_insecure_uri", "exception_value"):
