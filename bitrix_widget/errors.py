@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+from django.core.exceptions import DisallowedHost, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.utils.html import escape
@@ -26,6 +26,7 @@ _BAD_REQUEST_REASONS = (
     (TooManyFieldsSent, "The request has too many fields."),
     (TooManyFilesSent, "The request has too many files."),
     (MultiPartParserError, "The request body could not be read (malformed multipart data)."),
+    (DisallowedHost, "This app does not answer to the host name the request was sent to."),
 )
 _DEFAULT_MESSAGES = {
     400: "The request is malformed.",
