@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import socket
 from http import HTTPStatus
 from pathlib import Path
 
@@ -28,6 +29,12 @@ def record_figures(name: str, **figures) -> None:
         stored = {}
     stored.setdefault(connection.vendor, {})[name] = figures
     FIGURES_FILE.write_text(json.dumps(stored, indent=2, sort_keys=True))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def rows_snapshot() -> tuple:

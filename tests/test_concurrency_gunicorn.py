@@ -4,7 +4,6 @@ refresh reaches the OAuth server, every request succeeds, and no invalid_grant i
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -17,7 +16,7 @@ from django.conf import settings
 from django.db import connection
 
 from portals.models import Credential
-from tests.fixtures_hardening import PAST, record_figures
+from tests.fixtures_hardening import PAST, free_port, record_figures
 from tests.fixtures_placements import VIEWER_ID, widget  # noqa: F401 - the widget fixture
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -26,19 +25,13 @@ WORKERS = 4
 REQUESTS = 48
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def gunicorn(fake_b24, tmp_path):
     """gunicorn serving this checkout against the test database the test's rows are committed to."""
     if connection.vendor != "postgresql":
         pytest.skip("several processes need a real database server: set DATABASE_URL=postgres://...")
     db = connection.settings_dict
-    port, access_log = _free_port(), tmp_path / "access.log"
+    port, access_log = free_port(), tmp_path / "access.log"
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
