@@ -7,6 +7,7 @@ fields; Bitrix24 and the person in the task card deserve the reason. Script-faci
 from __future__ import annotations
 
 import re
+from http import HTTPStatus
 
 from django.core.exceptions import DisallowedHost, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -52,9 +53,8 @@ def error_response(request: HttpRequest, status: int, message: str) -> HttpRespo
         return JsonResponse({"status": "error", "message": message}, status=status)
     page = (
         '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title></head>'
-        '<body style="font:14px/1.5 Arial,sans-serif;margin:24px"><h1 style="font-size:18px">{title}</h1>'
-        "<p>{message}</p></body></html>"
-    ).format(title=status, message=escape(message))
+        '<body style="font:14px/1.5 Arial,sans-serif;margin:24px"><p>{message}</p></body></html>'
+    ).format(title=f"{status} {HTTPStatus(status).phrase}", message=escape(message))
     response = HttpResponse(page, status=status, content_type="text/html; charset=utf-8")
     if request.path in FRAMED_PATHS:
         # Names no portal and offers nothing to click: the person in the iframe may read it.
