@@ -18,9 +18,12 @@ from django.views.debug import ExceptionReporter, SafeExceptionReporterFilter
 from portals.framing import allow_framing_by
 from portals.logging import scrub
 
-# Pages a portal frames (HTML answers), and addresses only programs call (JSON answers).
+# The Bitrix24-facing endpoints: pages a portal frames (HTML answers) and addresses only programs
+# call (JSON answers, like /healthz).
 FRAMED_PATHS = ("/portals/install/", "/placements/handler/")
-JSON_PATHS = ("/portals/events/", "/placements/action/", "/healthz")
+SCRIPT_PATHS = ("/portals/events/", "/placements/action/")
+BITRIX24_PATHS = FRAMED_PATHS + SCRIPT_PATHS
+JSON_PATHS = SCRIPT_PATHS + ("/healthz",)
 
 _BAD_REQUEST_REASONS = (
     (RequestDataTooBig, "The request is too large."),

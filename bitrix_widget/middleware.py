@@ -10,11 +10,9 @@ import json
 import logging
 import time
 
-from bitrix_widget.errors import explain_empty_error
+from bitrix_widget.errors import BITRIX24_PATHS, explain_empty_error
 
 logger = logging.getLogger("bitrix_widget.request")
-
-BITRIX24_PATHS = ("/portals/install/", "/portals/events/", "/placements/handler/", "/placements/action/")
 CONTEXT_KEYS = ("member_id", "domain", "event", "placement", "action", "entity_id", "user_id", "detail")
 
 
