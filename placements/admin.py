@@ -108,9 +108,11 @@ class InvocationAdmin(admin.ModelAdmin):
         "created_at", "portal_domain", "placement", "entity_id", "user_id", "outcome", "duration_ms", "lang",
         "detail",
     )
-    list_filter = (PlacementFilter, "outcome", PortalFilter)
+    # Time as a list filter (today, past 7 days, this month, this year): its choices need no query,
+    # where a date_hierarchy runs SELECT DISTINCT over the whole table on every page (0.2 s on
+    # PostgreSQL, 4 s on SQLite with a million rows: bench/run.py).
+    list_filter = (PlacementFilter, "outcome", PortalFilter, ("created_at", admin.DateFieldListFilter))
     list_select_related = ("portal",)
-    date_hierarchy = "created_at"
     search_fields = ("entity_id", "portal__domain")  # see get_search_results
     search_help_text = "A task id, or a portal's domain or member_id."
     sortable_by = ("created_at",)
