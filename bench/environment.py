@@ -57,11 +57,11 @@ def drop_database(*, db_name: str) -> None:
             conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
 
 
-def app_environment(*, database_url: str, fake: dict) -> dict[str, str]:
+def app_environment(*, database_url: str, fake: dict, settings_module: str) -> dict[str, str]:
     """Environment of gunicorn, of the management commands and of this process's Django."""
     env = dict(os.environ)
     env.update({
-        "DJANGO_SETTINGS_MODULE": "bitrix_widget.settings",
+        "DJANGO_SETTINGS_MODULE": settings_module,
         "DEBUG": "false",
         "SECRET_KEY": secrets.token_urlsafe(50),
         "TOKEN_ENCRYPTION_KEYS": Fernet.generate_key().decode(),

@@ -17,10 +17,11 @@ from urllib.parse import urlencode
 
 from bench import seed
 from bench.load import LoadResult, raw_request, run_load
-from bench.processes import FakeProcess, GunicornProcess, url_open
+from bench.processes import CpuMeter, FakeProcess, GunicornProcess, url_open
 from bench.report import REPO, Row
 
 TASK_ID = 31
+TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
 ACTION_TOKEN = re.compile(r'data-action-token="([^"]+)"')
 
 
@@ -84,41 +85,51 @@ def install_widget_portal(*, fake: FakeProcess, port: int, domain: str, viewers:
 
 
 def widget_cost(*, widget: WidgetPortal, verbose: bool) -> list[Row]:
-    """SQL queries (Django's test client in this process, same database) and outbound requests
-    (the fake's log) of one open with a fresh token, after one warm-up open of the same viewer."""
+    """SQL statements (Django's test client in this process, same database; BEGIN/COMMIT count,
+    they are round trips too) and outbound requests (the fake's log) of a viewer's first open and
+    of a later one, each with a fresh token."""
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
     client = Client()
-    query, body = widget.payload(0)
-    path = f"/placements/handler/?{urlencode(query)}"
-    client.post(path, body)
-    widget.fake("reset_calls")
-    with CaptureQueriesContext(connection) as queries:
-        response = client.post(path, body)
-    outbound = widget.fake.outbound()
-    if verbose:
-        for q in queries.captured_queries:
-            print(f"    SQL: {q['sql'][:300]}", file=sys.stderr)
-    total_out = sum(outbound.values())
-    methods = ", ".join(f"{n} {m}" for m, n in sorted(outbound.items())) or "none"
-    ok = response.status_code == 200
-    return [
-        Row("widget open: answer (in-process)", str(response.status_code), "200", ok),
-        Row("widget open: SQL queries", str(len(queries.captured_queries)), "<= 4",
-            ok and len(queries.captured_queries) <= 4),
-        Row("widget open: outbound HTTP requests", f"{total_out} ({methods})", "1",
-            ok and total_out == 1),
-    ]
+    domain = widget.portal["domain"]
+    widget.fake("add_user", domain=domain, user_id=9999, name="New", last_name="Viewer")
+    newcomer = widget.fake("issue_tokens", domain=domain, user_id=9999)
+    rows = []
+    for label, tokens in (("a viewer's first open", newcomer), ("a later open", newcomer)):
+        viewers, widget.viewers = widget.viewers, [tokens]
+        query, body = widget.payload(0)
+        widget.viewers = viewers
+        widget.fake("reset_calls")
+        with CaptureQueriesContext(connection) as queries:
+            response = client.post(f"/placements/handler/?{urlencode(query)}", body)
+        outbound = widget.fake.outbound()
+        statements = [q["sql"] for q in queries.captured_queries]
+        if verbose:
+            for sql in statements:
+                print(f"    {label} SQL: {sql[:300]}", file=sys.stderr)
+        total_out = sum(outbound.values())
+        methods = ", ".join(f"{n} {m}" for m, n in sorted(outbound.items())) or "none"
+        ok = response.status_code == 200
+        control = sum(1 for sql in statements if sql.split(" ", 1)[0].upper() in TRANSACTION_CONTROL)
+        rows += [
+            Row(f"widget open, {label}: SQL statements",
+                f"{len(statements)} ({control} of them transaction control); HTTP {response.status_code}",
+                "<= 4", ok and len(statements) <= 4),
+            Row(f"widget open, {label}: outbound HTTP requests", f"{total_out} ({methods})", "1",
+                ok and total_out == 1),
+        ]
+    return rows
 
 
-def _load_rows(name: str, result: LoadResult) -> list[Row]:
+def _load_rows(name: str, result: LoadResult, cpu: CpuMeter) -> list[Row]:
     answers = result.status_summary()
     return [
         Row(f"{name}: throughput", f"{result.per_second:.0f} req/s ({result.ok} in {result.seconds:.1f} s)"),
         Row(f"{name}: latency p50 / p99", f"{_ms(result.percentile(50))} / {_ms(result.percentile(99))} ms"),
         Row(f"{name}: answers", answers, "all 2xx", result.ok == result.requests),
+        Row(f"{name}: CPU per request", cpu.per_request_ms(result.requests)),
     ]
 
 
@@ -131,10 +142,13 @@ def throughput(*, server: GunicornProcess, widget: WidgetPortal, total: int, con
     warm = max(20, 4 * len(server.worker_pids()))
     run_load(port=port, make=lambda i: healthz, total=warm, concurrency=concurrency)
     run_load(port=port, make=lambda i: widget.raw_open(port, i), total=warm, concurrency=concurrency)
-    h = run_load(port=port, make=lambda i: healthz, total=total, concurrency=concurrency, max_seconds=seconds)
+    with CpuMeter(server=server, fake=widget.fake) as h_cpu:
+        h = run_load(port=port, make=lambda i: healthz, total=total, concurrency=concurrency,
+                     max_seconds=seconds)
     widget.fake("reset_calls")
-    w = run_load(port=port, make=lambda i: widget.raw_open(port, i), total=total, concurrency=concurrency,
-                 max_seconds=seconds)
+    with CpuMeter(server=server, fake=widget.fake) as w_cpu:
+        w = run_load(port=port, make=lambda i: widget.raw_open(port, i), total=total,
+                     concurrency=concurrency, max_seconds=seconds)
     outbound = widget.fake.outbound()
     if verbose:
         for body in h.bodies + w.bodies:
@@ -142,8 +156,8 @@ def throughput(*, server: GunicornProcess, widget: WidgetPortal, total: int, con
     ratio = w.per_second / h.per_second if h.per_second else 0.0
     per_open = sum(outbound.values()) / w.requests if w.requests else 0.0
     return [
-        *_load_rows("GET /healthz", h),
-        *_load_rows("widget open (fresh token)", w),
+        *_load_rows("GET /healthz", h, h_cpu),
+        *_load_rows("widget open (fresh token)", w, w_cpu),
         Row("widget / healthz throughput", f"{ratio:.2f}", ">= 0.50", ratio >= 0.5),
         Row("widget open under load: outbound per open",
             f"{per_open:.2f} ({', '.join(f'{n} {m}' for m, n in sorted(outbound.items())) or 'none'})",

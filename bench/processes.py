@@ -6,6 +6,7 @@ loopback only and are stopped (by their own pid) when the benchmark ends.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -134,6 +135,55 @@ class GunicornProcess:
     def stop(self) -> None:
         self._sampling.set()
         _stop(self.proc)
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int, *, children: bool = False) -> float:
+    """User + system CPU of a process (and of its reaped children, for gunicorn's master)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12]) + ((int(fields[13]) + int(fields[14])) if children else 0)
+    return ticks / TICK
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds spent by everything on the machine (all cores), from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    return (sum(values[:8]) - idle) / TICK
+
+
+class CpuMeter:
+    """CPU used during a measurement by the app, the fake, this process and the rest of the machine
+    (the database server, the kernel): where the time of a request goes."""
+
+    def __init__(self, *, server: "GunicornProcess", fake: "FakeProcess"):
+        self.server, self.fake = server, fake
+
+    def _snapshot(self) -> dict[str, float]:
+        app = cpu_seconds(self.server.proc.pid, children=True) + sum(
+            cpu_seconds(pid) for pid in self.server.worker_pids())
+        mine = sum(os.times()[:2])
+        return {"app": app, "fake": cpu_seconds(self.fake.proc.pid), "load generator": mine,
+                "total": machine_busy_seconds()}
+
+    def __enter__(self) -> "CpuMeter":
+        self.start = self._snapshot()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        end = self._snapshot()
+        self.used = {k: end[k] - self.start[k] for k in end}
+        self.used["other"] = max(0.0, self.used.pop("total") - sum(self.used.values()))
+
+    def per_request_ms(self, requests: int) -> str:
+        if not requests:
+            return "n/a"
+        return ", ".join(f"{k} {1000 * v / requests:.1f}" for k, v in self.used.items()) + " ms"
 
 
 def url_open(url: str, *, data: bytes | None = None, timeout: float = 30) -> tuple[int, str]:

@@ -53,6 +53,8 @@ def parse_args(argv):
                     help="gunicorn workers (default 2 x CPUs + 1)")
     ap.add_argument("--concurrency", type=int, help="concurrent requests of the load generator")
     ap.add_argument("--only", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
+    ap.add_argument("--settings", default="bitrix_widget.settings",
+                    help="settings module (try a settings change without editing settings.py)")
     ap.add_argument("--db-name", default="bench", help="PostgreSQL only: the database to (re)create")
     ap.add_argument("--drop-db", action="store_true", help="PostgreSQL only: drop the database afterwards")
     ap.add_argument("--keep-tmp", action="store_true", help="keep the temporary directory (logs, SQLite file)")
@@ -80,7 +82,8 @@ def run(args) -> tuple[list[report.Row], list[tuple[str, str]]]:
         fake = FakeProcess(tmp)
         started.append(fake)
         database_url, database = environment.prepare_database(tmpdir=tmp, db_name=args.db_name)
-        env = environment.app_environment(database_url=database_url, fake=fake.info)
+        env = environment.app_environment(database_url=database_url, fake=fake.info,
+                                          settings_module=args.settings)
         environment.django_setup(env)
         from django.core.management import call_command
 
