@@ -20,7 +20,7 @@ from placements.signing import ActionGrant, ActionTokenInvalid, action_token_iss
 from portals import payload
 from portals.bitrix import client, errors
 from portals.models import Credential, Portal
-from portals.tokens import ReauthRequired, expiry_from, portal_batch
+from portals.tokens import ReauthRequired, expiry_from, portal_batch, portal_relocate
 
 logger = logging.getLogger(__name__)
 
@@ -86,17 +86,35 @@ def widget_request_parse(*, params: dict) -> WidgetRequest:
     )
 
 
-def portal_for_widget(*, member_id: str, domain: str) -> Portal:
-    """The installed portal the POST names (one query), or WidgetRefused before any outbound call."""
+def portal_for_widget(*, member_id: str) -> Portal:
+    """The installed portal the POST names (one query), or WidgetRefused before any outbound call.
+
+    Its domain is compared with the posted DOMAIN in ``widget_open``, after the stored endpoint
+    has had the chance to say (302) that the portal moved."""
     try:
         portal = Portal.objects.installed().get(member_id=member_id)
     except Portal.DoesNotExist:
         # Unknown or uninstalled: calling the stored endpoint would hand a stranger's token around.
         raise WidgetRefused(_("This app is not installed on this Bitrix24 portal.")) from None
-    if portal.domain.rstrip(".").lower() != domain.rstrip(".").lower():
-        # A member_id copied from another portal's page, posted with a domain of the attacker's.
-        raise WidgetRefused(_("The portal address does not match the installed portal."))
     return portal
+
+
+DOMAIN_MISMATCH = _("The portal address does not match the installed portal.")
+
+
+def _same_domain(a: str, b: str) -> bool:
+    return a.rstrip(".").lower() == b.rstrip(".").lower()
+
+
+def _batch_following_a_move(*, portal: Portal, access_token: str, commands: dict) -> client.BatchResult:
+    """The open's one batch; if the portal changed its address (302), re-learn it from the
+    trusted OAuth server with the posted token (never from Location or DOMAIN) and retry once."""
+    try:
+        return client.batch(client_endpoint=portal.client_endpoint, access_token=access_token, commands=commands)
+    except errors.PortalMoved:
+        if not portal_relocate(portal=portal, access_token=access_token):
+            raise
+    return client.batch(client_endpoint=portal.client_endpoint, access_token=access_token, commands=commands)
 
 
 @dataclass
@@ -165,9 +183,7 @@ def widget_open(*, portal: Portal, request: WidgetRequest) -> WidgetPage:
     page = WidgetPage(state="ok", status=200, placement=placement, portal=portal, lang=request.lang)
     commands = {"profile": ("profile", {}), **placement.load_commands(request.entity_id)}
     try:
-        result = client.batch(
-            client_endpoint=portal.client_endpoint, access_token=request.access_token, commands=commands
-        )
+        result = _batch_following_a_move(portal=portal, access_token=request.access_token, commands=commands)
     except errors.AuthError as exc:
         logger.info("widget refused: portal %s answered %s for the posted token", portal.member_id, exc.code)
         if isinstance(exc, errors.NotInstalled):
@@ -176,6 +192,10 @@ def widget_open(*, portal: Portal, request: WidgetRequest) -> WidgetPage:
     except (errors.BitrixError, client.UntrustedEndpoint) as exc:
         page.state, page.status, page.detail = _outcome_for(exc)
         result = None
+    if not _same_domain(portal.domain, request.domain):
+        # A member_id copied from another portal's page, posted with a domain of the attacker's.
+        # (A portal that really moved answered 302 above and now has the posted domain.)
+        raise WidgetRefused(DOMAIN_MISMATCH)
     viewer = _viewer(result.results.get("profile")) if result else None
     if result and viewer is None:
         error = result.errors.get("profile")

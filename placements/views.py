@@ -74,7 +74,7 @@ def handler(request: HttpRequest) -> HttpResponse:
     lang = widget_language(request.GET.get("LANG", ""))
     try:
         widget_request = widget_request_parse(params=_params(request))
-        portal = portal_for_widget(member_id=widget_request.member_id, domain=widget_request.domain)
+        portal = portal_for_widget(member_id=widget_request.member_id)
         page = widget_open(portal=portal, request=widget_request)
     except payload.PayloadError as exc:
         logger.info("widget refused (400): %s", exc)

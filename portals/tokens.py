@@ -126,9 +126,12 @@ def portal_relocate(*, portal: Portal, access_token: str) -> bool:
     it. ``member_id`` survives a domain change (protocol 4.3), so the OAuth server's answer for our
     token names the portal's current address. True when the stored address changed.
     """
+    from portals.verification import VerificationRefused, verify_app_info
+
     info = client.oauth_app_info(server=portal.server_endpoint, access_token=access_token)
-    install = info.get("install") if isinstance(info, dict) else None
-    if not isinstance(install, dict) or str(install.get("member_id", "")) != portal.member_id:
+    try:
+        install = verify_app_info(info, member_id=portal.member_id)  # our app, this portal
+    except VerificationRefused:
         return False
     try:
         endpoint = client.validate_client_endpoint(str(install.get("client_endpoint", "")))

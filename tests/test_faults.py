@@ -117,17 +117,24 @@ def test_widget_with_query_limit_exceeded_twice_succeeds_on_retry(client, widget
     survived("QUERY_LIMIT_EXCEEDED twice, then an answer")
 
 
-@pytest.mark.parametrize("posted_domain, status", [("portal-1.example.com", 502), ("moved.example.com", 403)])
-def test_widget_of_a_moved_portal_never_follows_the_redirect(client, widget, posted_domain, status):
-    """Today a widget open does not re-learn a moved portal's address (an action or a command
-    does, see below): it shows a clear state, and the 302's Location is never called."""
+@pytest.mark.parametrize("posted_domain", ["portal-1.example.com", "moved.example.com"])
+def test_widget_of_a_moved_portal_relearns_the_address_and_never_follows_the_redirect(client, widget, posted_domain):
+    """The stored endpoint answers 302: the new address comes from the trusted OAuth server
+    (app.info with the posted token), the open is retried there once, and Location is never called."""
     fake = widget.fake
     fake.move_portal(widget.fake_portal, "moved.example.com")
     response, elapsed = timed(lambda: widget.post(client, DOMAIN=posted_domain))
-    assert response.status_code == status
-    assert_says_why(response)
+    portal = Portal.objects.get()
+    if posted_domain == "moved.example.com":
+        assert response.status_code == 200 and state_of(response) == "ok"
+        assert portal.domain == "moved.example.com"
+        assert portal.client_endpoint == widget.fake_portal.client_endpoint
+    else:  # Bitrix24 still posts the old name: the address is re-learned, the stale DOMAIN refused
+        assert response.status_code == 403
+        assert_says_why(response)
     assert elapsed < WITHIN
-    assert fake.count(domain="moved.example.com") == 0  # the Location was never called
+    assert fake.count(method="oauth/app.info") == 1
+    assert fake.count(method="batch") == 2  # the 302, then the retry at the new address
     survived(f"portal answered 302 (domain changed), widget open with DOMAIN={posted_domain}")
 
 

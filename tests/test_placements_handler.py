@@ -247,8 +247,10 @@ def test_uninstalled_portal_is_403(widget, client):
 
 
 def test_domain_mismatch_is_403(widget, client):
+    """The posted token goes to the stored endpoint only (one batch), never to the posted DOMAIN."""
     response = widget.post(client, DOMAIN="evil.example.com")
-    assert_refused(response, widget, 403, text="does not match")
+    assert_refused(response, widget, 403, outbound=1, text="does not match")
+    assert widget.fake.count(server="oauth") == 0
 
 
 def test_domain_in_other_case_with_trailing_dot_is_200(widget, client):
