@@ -82,6 +82,10 @@ def handler(request: HttpRequest) -> HttpResponse:
     except WidgetRefused as exc:
         logger.info("widget refused (403): %s", exc.state)
         return _refusal_page(request, status=403, state=exc.state, message=exc.args[0], lang=lang)
+    request.log_context = {  # verified: Bitrix24 accepted the posted token for this portal
+        "member_id": portal.member_id, "domain": portal.domain, "placement": page.placement.code,
+        "entity_id": widget_request.entity_id, "user_id": page.viewer.get("id"), "detail": page.detail,
+    }
     return _widget_page(request, page)
 
 

@@ -81,6 +81,7 @@ def install(request: HttpRequest) -> HttpResponse:
         return _install_page(
             request, status=status, context={"ok": False, "message": failure_message(exc)}, frame_origin="*"
         )
+    request.log_context = {"member_id": portal.member_id, "domain": portal.domain}  # verified
     status = 200 if bind.ok else 502
     context = {"ok": bind.ok, "portal": portal, "bind": bind}
     if not bind.ok:
@@ -128,6 +129,7 @@ def events(request: HttpRequest) -> JsonResponse:
             grant = _event_grant(auth)
             service = portal_install if event == "ONAPPINSTALL" else portal_update
             portal, bind = service(grant=grant)
+            request.log_context = {"member_id": portal.member_id, "domain": portal.domain, "event": event}
             return JsonResponse(
                 {"status": "success", "event": event, "handlers_bound": bind.ok}
             )
@@ -142,6 +144,7 @@ def events(request: HttpRequest) -> JsonResponse:
                 application_token=payload.token_field(auth, "application_token", required=False),
                 clean=str(data.get("CLEAN", "0")) == "1",
             )
+            request.log_context = {"event": event, "detail": outcome.detail}
             return JsonResponse({"status": "success", "event": event, "result": outcome.detail})
         raise payload.PayloadError(f"Unknown event {event[:40]!r}.")
     except (payload.PayloadError, VerificationRefused, errors.BitrixError) as exc:

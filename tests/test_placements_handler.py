@@ -370,3 +370,16 @@ def test_a_new_placement_needs_only_a_class_and_a_template(widget, client, setti
     token = action_token_from(body)
     action = client.post("/placements/action/", {"action": "reload", "token": token})
     assert action.status_code == 403  # the throwaway placement is gone: its tokens stop working
+
+
+def test_served_open_logs_verified_facts_and_no_token(widget, client, caplog):
+    import json
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="bitrix_widget.request"):
+        response = widget.post(client)
+    assert response.status_code == 200
+    (line,) = [json.loads(r.getMessage()) for r in caplog.records if r.name == "bitrix_widget.request"]
+    assert line["placement"] == "TASK_VIEW_TOP_PANEL" and line["user_id"] == str(VIEWER_ID)
+    assert line["domain"] == widget.fake_portal.domain and line["outcome"] == "ok"
+    assert widget.tokens["access_token"] not in caplog.text
