@@ -87,7 +87,7 @@ class GunicornProcess:
     @property
     def describe(self) -> str:
         conf = " -c gunicorn.conf.py" if self.config.exists() else ""
-        return f"gunicorn{conf} -w {self.command[self.command.index('-w') + 1]} (sync unless the conf says otherwise)"
+        return f"gunicorn bitrix_widget.wsgi{conf} -w {self.command[self.command.index('-w') + 1]}"
 
     def _wait_ready(self, workers: int, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
