@@ -181,3 +181,10 @@ def test_old_key_still_decrypts_after_a_new_key_is_put_first(settings):
     rotated = fields.rotate(ciphertext)
     settings.TOKEN_ENCRYPTION_KEYS = settings.TOKEN_ENCRYPTION_KEYS[:1]
     assert fields.decrypt(rotated) == "secret-token"
+
+
+def test_the_suite_cannot_reach_beyond_loopback(settings):
+    """The conftest guard: a real Bitrix24 host (here an address for documentation) is refused."""
+    settings.B24_ALLOW_PRIVATE_ENDPOINTS = True
+    with pytest.raises(errors.TransportError):
+        client.call(client_endpoint="http://203.0.113.7/rest/", method="profile", access_token="t")
