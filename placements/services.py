@@ -92,7 +92,9 @@ def portal_for_widget(*, member_id: str) -> Portal:
     Its domain is compared with the posted DOMAIN in ``widget_open``, after the stored endpoint
     has had the chance to say (302) that the portal moved."""
     try:
-        portal = Portal.objects.installed().get(member_id=member_id)
+        # The open never reads application_token (only ONAPPUNINSTALL does): left unloaded,
+        # it is not decrypted on every open.
+        portal = Portal.objects.installed().defer("application_token").get(member_id=member_id)
     except Portal.DoesNotExist:
         # Unknown or uninstalled: calling the stored endpoint would hand a stranger's token around.
         raise WidgetRefused(_("This app is not installed on this Bitrix24 portal.")) from None
