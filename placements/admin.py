@@ -125,6 +125,10 @@ class InvocationAdmin(admin.ModelAdmin):
     )
     readonly_fields = fields
 
+    def get_queryset(self, request):
+        # The list shows only the portal's domain: don't decrypt every row's application token.
+        return super().get_queryset(request).select_related("portal").defer("portal__application_token")
+
     def get_search_results(self, request, queryset, search_term):
         """A number is a task id; anything else names portals. Each uses an index, where the
         default OR of icontains across a join would scan the whole table."""

@@ -275,3 +275,13 @@ def test_invocation_count_is_capped_not_counted_in_full(two_portals, staff_clien
     assert "more than 10 invocations" in response.content.decode()
     response = staff_client.get("/admin/placements/invocation/?q=31")
     assert "2 invocations" in response.content.decode()
+
+
+def test_invocation_changelist_decrypts_no_token(two_portals, staff_client, monkeypatch):
+    from portals import fields
+
+    decrypted = []
+    real = fields.decrypt
+    monkeypatch.setattr(fields, "decrypt", lambda value: decrypted.append(1) or real(value))
+    assert staff_client.get("/admin/placements/invocation/").status_code == 200
+    assert decrypted == []
