@@ -160,7 +160,10 @@ if not DEBUG:
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"scrub_secrets": {"()": "portals.logging.ScrubSecretsFilter"}},
+    "filters": {
+        "scrub_secrets": {"()": "portals.logging.ScrubSecretsFilter"},
+        "brief_security": {"()": "portals.logging.BriefSecurityFilter"},
+    },
     "formatters": {
         "line": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
     },
@@ -168,7 +171,7 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "line",
-            "filters": ["scrub_secrets"],
+            "filters": ["brief_security", "scrub_secrets"],
         },
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},

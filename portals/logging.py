@@ -48,3 +48,15 @@ class ScrubSecretsFilter(logging.Filter):
         if record.exc_text:
             record.exc_text = scrub(record.exc_text)
         return True
+
+
+class BriefSecurityFilter(logging.Filter):
+    """Django logs every SuspiciousOperation (an oversized POST, a foreign Host header) at ERROR
+    with a full traceback. Anyone can send those, so they become one WARNING line: the reason is
+    in the message, and the traceback only points into Django."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("django.security.") and record.levelno == logging.ERROR:
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
