@@ -75,8 +75,7 @@ def widget_request_parse(*, params: dict) -> WidgetRequest:
     return WidgetRequest(
         placement=placement,
         member_id=payload.member_id_field(params),
-        # A fully qualified name's trailing dot names the same host (domain_field refuses it).
-        domain=payload.domain_field({"DOMAIN": str(params.get("DOMAIN", "")).strip().rstrip(".")}, "DOMAIN"),
+        domain=payload.domain_field(params, "DOMAIN"),
         access_token=payload.token_field(params, "AUTH_ID"),
         refresh_token=payload.token_field(params, "REFRESH_ID", required=False),
         expires_in=payload.seconds_field(params, "AUTH_EXPIRES"),
@@ -105,7 +104,7 @@ DOMAIN_MISMATCH = _("The portal address does not match the installed portal.")
 
 
 def _same_domain(a: str, b: str) -> bool:
-    return a.rstrip(".").lower() == b.rstrip(".").lower()
+    return payload.normalise_domain(a) == payload.normalise_domain(b)
 
 
 def _batch_following_a_move(*, portal: Portal, access_token: str, commands: dict) -> client.BatchResult:

@@ -74,16 +74,21 @@ def member_id_field(params: dict, name: str = "member_id") -> str:
     return value
 
 
+def normalise_domain(value: object) -> str:
+    """A host name as we store and compare it: no trailing dot (same host), lower case."""
+    return str(value or "").strip().rstrip(".").lower()
+
+
 def domain_field(params: dict, name: str = "DOMAIN", *, required: bool = True) -> str:
     value = params.get(name, "")
-    value = value.strip().rstrip(".") if isinstance(value, str) else ""
+    value = normalise_domain(value) if isinstance(value, str) else ""
     if not value:
         if required:
             raise PayloadError(f"{name} is missing.")
         return ""
     if not _DOMAIN.match(value):
         raise PayloadError(f"{name} is not a valid domain name.")
-    return value.lower()
+    return value
 
 
 def seconds_field(params: dict, name: str, *, default: int = 3600) -> int:

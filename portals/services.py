@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from portals.bitrix import client, errors
 from portals.models import Credential, Portal
+from portals.payload import normalise_domain
 from portals.tokens import (
     ReauthRequired,
     credential_access_token,
@@ -77,7 +78,7 @@ def portal_store_grant(*, grant: InstallGrant, server: str, info: dict, install:
     now = timezone.now()
     client_endpoint = client.validate_client_endpoint(str(install["client_endpoint"]))
     portal_fields = {
-        "domain": str(install.get("domain") or grant.domain or "").rstrip(".").lower()[:255],
+        "domain": normalise_domain(install.get("domain") or grant.domain)[:255],
         "client_endpoint": client_endpoint,
         "server_endpoint": f"{server}/rest/",
         "status": Portal.Status.ACTIVE,

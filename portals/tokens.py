@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from portals.bitrix import client, errors
 from portals.models import Credential, Portal
+from portals.payload import normalise_domain
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -139,7 +140,7 @@ def portal_relocate(*, portal: Portal, access_token: str) -> bool:
         return False
     if endpoint == portal.client_endpoint:
         return False
-    domain = str(install.get("domain") or portal.domain).rstrip(".").lower()[:255]
+    domain = normalise_domain(install.get("domain") or portal.domain)[:255]
     Portal.objects.filter(pk=portal.pk).update(client_endpoint=endpoint, domain=domain, updated_at=timezone.now())
     logger.info("portal %s moved from %s to %s", portal.member_id, portal.domain, domain)
     portal.client_endpoint, portal.domain = endpoint, domain

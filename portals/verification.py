@@ -8,6 +8,8 @@ import hmac
 
 from django.conf import settings
 
+from portals.payload import normalise_domain
+
 
 class VerificationRefused(Exception):
     """The request is not what it claims to be; ``str()`` is safe to show the caller."""
@@ -27,7 +29,7 @@ def verify_app_info(info: dict, *, member_id: str, domain: str | None = None) ->
         raise VerificationRefused("The token belongs to another application.")
     if not hmac.compare_digest(str(install.get("member_id", "")), str(member_id)):
         raise VerificationRefused("The token belongs to another portal (member_id mismatch).")
-    if domain and str(install.get("domain", "")).rstrip(".").lower() != domain.rstrip(".").lower():
+    if domain and normalise_domain(install.get("domain")) != normalise_domain(domain):
         raise VerificationRefused("The posted DOMAIN is not the token's portal.")
     return install
 
