@@ -16,6 +16,7 @@ from django.utils import timezone
 from portals.bitrix import client, errors
 from portals.models import Credential, Portal
 from portals.payload import normalise_domain
+from portals.verification import VerificationRefused, verify_app_info
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -127,17 +128,12 @@ def portal_relocate(*, portal: Portal, access_token: str) -> bool:
     it. ``member_id`` survives a domain change (protocol 4.3), so the OAuth server's answer for our
     token names the portal's current address. True when the stored address changed.
     """
-    from portals.verification import VerificationRefused, verify_app_info
-
     info = client.oauth_app_info(server=portal.server_endpoint, access_token=access_token)
     try:
         install = verify_app_info(info, member_id=portal.member_id)  # our app, this portal
     except VerificationRefused:
         return False
-    try:
-        endpoint = client.validate_client_endpoint(str(install.get("client_endpoint", "")))
-    except client.UntrustedEndpoint:
-        return False
+    endpoint = install["client_endpoint"]
     if endpoint == portal.client_endpoint:
         return False
     domain = normalise_domain(install.get("domain") or portal.domain)[:255]

@@ -8,6 +8,7 @@ import hmac
 
 from django.conf import settings
 
+from portals.bitrix.client import UntrustedEndpoint, validate_client_endpoint
 from portals.payload import normalise_domain
 
 
@@ -16,11 +17,12 @@ class VerificationRefused(Exception):
 
 
 def verify_app_info(info: dict, *, member_id: str, domain: str | None = None) -> dict:
-    """Check the OAuth server's ``app.info`` answer; return its ``install`` part.
+    """Check the OAuth server's ``app.info`` answer; return its ``install`` part, with
+    ``client_endpoint`` normalised.
 
     Stops: a token of another app being replayed to us (client_id), a token of portal A posted
-    with portal B's member_id to overwrite B's record (member_id), and a posted DOMAIN that is
-    not the token's portal (domain).
+    with portal B's member_id to overwrite B's record (member_id), a posted DOMAIN that is
+    not the token's portal (domain), and a REST address we must not send tokens to (endpoint).
     """
     install = info.get("install")
     if not isinstance(install, dict):
@@ -31,7 +33,11 @@ def verify_app_info(info: dict, *, member_id: str, domain: str | None = None) ->
         raise VerificationRefused("The token belongs to another portal (member_id mismatch).")
     if domain and normalise_domain(install.get("domain")) != normalise_domain(domain):
         raise VerificationRefused("The posted DOMAIN is not the token's portal.")
-    return install
+    try:
+        endpoint = validate_client_endpoint(str(install.get("client_endpoint", "")))
+    except UntrustedEndpoint as exc:
+        raise VerificationRefused(f"The portal's REST address is not acceptable: {exc}") from None
+    return {**install, "client_endpoint": endpoint}
 
 
 def application_token_matches(stored: str, posted: str) -> bool:

@@ -219,3 +219,13 @@ def test_domain_with_trailing_dot_and_capitals_is_the_same_portal(client, fake_b
     response = post_install(client, fake_b24, *fresh, DOMAIN="Shop.Example.com.")
     assert response.status_code == 200
     assert Portal.objects.get().domain == "shop.example.com"
+
+
+def test_oauth_server_naming_an_unacceptable_rest_address_is_403_and_writes_nothing(client, fake_b24, fresh, settings):
+    """Outside development a loopback http endpoint is refused even from the OAuth server."""
+    settings.B24_ALLOW_PRIVATE_ENDPOINTS = False
+    response = post_install(client, fake_b24, *fresh)
+    assert response.status_code == 403
+    assert b"REST address is not acceptable" in response.content
+    assert fake_b24.count(server="portal") == 0
+    assert nothing_written()
