@@ -388,17 +388,3 @@ def run_across_portals(
         for thread in threads:
             thread.join()
     return outcomes
-    with ThreadPoolExecutor(max_workers=min(concurrency, total), thread_name_prefix="portal") as pool:
-        futures = [pool.submit(_run_one, portal, work, per_portal_rate, True) for portal in portals]
-        try:
-            for done, future in enumerate(as_completed(futures), start=1):
-                outcome = future.result()
-                outcomes.append(outcome)
-                if on_result:
-                    on_result(outcome, done, total)
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
-    return outcomes
-
