@@ -10,13 +10,14 @@ import re
 from http import HTTPStatus
 
 from django.core.exceptions import DisallowedHost, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
 from django.utils.html import escape
 from django.views.debug import ExceptionReporter, SafeExceptionReporterFilter
 
 from portals.framing import allow_framing_by
 from portals.logging import scrub
+from portals.responses import json_error
 
 # The Bitrix24-facing endpoints: pages a portal frames (HTML answers) and addresses only programs
 # call (JSON answers, like /healthz).
@@ -53,7 +54,7 @@ def wants_json(request: HttpRequest) -> bool:
 def error_response(request: HttpRequest, status: int, message: str) -> HttpResponse:
     """A short human answer: JSON for scripts, a small page otherwise."""
     if wants_json(request):
-        return JsonResponse({"status": "error", "message": message}, status=status)
+        return json_error(status, message)
     page = (
         '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title></head>'
         '<body style="font:14px/1.5 Arial,sans-serif;margin:24px"><p>{message}</p></body></html>'

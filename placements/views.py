@@ -28,6 +28,7 @@ from placements.signing import ActionTokenInvalid, action_token_read
 from portals import payload
 from portals.bitrix import errors
 from portals.framing import allow_framing_by
+from portals.responses import json_error
 from portals.tokens import ReauthRequired
 from portals.views import failure_message, failure_status
 
@@ -89,10 +90,6 @@ def handler(request: HttpRequest) -> HttpResponse:
     return _widget_page(request, page)
 
 
-def _json_failure(status: int, message: str) -> JsonResponse:
-    return JsonResponse({"status": "error", "message": message}, status=status)
-
-
 @csrf_exempt  # authorised by the signed token, not by a cookie (cookies die in a third-party iframe)
 @require_POST
 def action(request: HttpRequest) -> JsonResponse:
@@ -102,13 +99,13 @@ def action(request: HttpRequest) -> JsonResponse:
         grant = action_token_read(token=params.get("token", "").strip())
         entity = widget_action(grant=grant, action=params.get("action", "").strip())
     except ActionTokenInvalid as exc:
-        return _json_failure(403, str(exc))
+        return json_error(403, str(exc))
     except ActionRefused as exc:
-        return _json_failure(403, str(exc))
+        return json_error(403, str(exc))
     except ReauthRequired as exc:
         logger.info("widget action refused: %s", exc.code)
-        return _json_failure(403, "Your Bitrix24 session cannot be renewed. Close the task and open it again.")
+        return json_error(403, "Your Bitrix24 session cannot be renewed. Close the task and open it again.")
     except (payload.PayloadError, errors.BitrixError) as exc:
         logger.info("widget action failed: %s", getattr(exc, "code", exc))
-        return _json_failure(failure_status(exc), failure_message(exc))
+        return json_error(failure_status(exc), failure_message(exc))
     return JsonResponse({"task": entity})

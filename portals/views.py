@@ -14,6 +14,7 @@ from django.views.decorators.http import require_POST
 from portals import payload
 from portals.bitrix import errors
 from portals.framing import allow_framing_by
+from portals.responses import json_error
 from portals.services import InstallGrant, portal_install, portal_uninstall, portal_update
 from portals.tokens import ReauthRequired
 from portals.verification import VerificationRefused
@@ -109,7 +110,7 @@ def _event_grant(auth: dict) -> InstallGrant:
 def _json_error(exc: Exception) -> JsonResponse:
     status = failure_status(exc)
     logger.info("event refused: %s %s", status, getattr(exc, "code", type(exc).__name__))
-    return JsonResponse({"status": "error", "message": failure_message(exc)}, status=status)
+    return json_error(status, failure_message(exc))
 
 
 @csrf_exempt
