@@ -8,18 +8,6 @@ from __future__ import annotations
 from portals.payload import PayloadError
 from placements import tasks
 
-# PLACEMENT_OPTIONS is a flat object in every placement we know; deeper nesting is not Bitrix24.
-MAX_OPTIONS_DEPTH = 4
-
-
-def _depth(value, level: int = 1) -> int:
-    if isinstance(value, dict):
-        return max((_depth(v, level + 1) for v in value.values()), default=level)
-    if isinstance(value, list):
-        return max((_depth(v, level + 1) for v in value), default=level)
-    return level
-
-
 class Placement:
     """A widget placement.
 
@@ -38,8 +26,6 @@ class Placement:
     @classmethod
     def entity_id(cls, options: dict) -> str:
         """The numeric entity id from PLACEMENT_OPTIONS, or PayloadError (a 400)."""
-        if _depth(options) > MAX_OPTIONS_DEPTH:
-            raise PayloadError("PLACEMENT_OPTIONS is nested too deeply.")
         value = next((options[key] for key in cls.entity_keys if key in options), None)
         if value is None or (isinstance(value, str) and value.strip() in ("", "undefined")):
             raise PayloadError(f"PLACEMENT_OPTIONS has no {' or '.join(cls.entity_keys)}.")

@@ -101,6 +101,16 @@ def seconds_field(params: dict, name: str, *, default: int = 3600) -> int:
 
 
 MAX_PLACEMENT_OPTIONS_BYTES = 4096
+# PLACEMENT_OPTIONS is a flat object in every placement we know; deeper nesting is not Bitrix24.
+MAX_PLACEMENT_OPTIONS_DEPTH = 4
+
+
+def _depth(value, level: int = 1) -> int:
+    if isinstance(value, dict):
+        return max((_depth(v, level + 1) for v in value.values()), default=level)
+    if isinstance(value, list):
+        return max((_depth(v, level + 1) for v in value), default=level)
+    return level
 
 
 def placement_options(params: dict, name: str = "PLACEMENT_OPTIONS") -> dict:
@@ -124,4 +134,6 @@ def placement_options(params: dict, name: str = "PLACEMENT_OPTIONS") -> dict:
         return {}
     if not isinstance(value, dict):
         raise PayloadError(f"{name} must be a JSON object.")
+    if _depth(value) > MAX_PLACEMENT_OPTIONS_DEPTH:
+        raise PayloadError(f"{name} is nested too deeply.")
     return value

@@ -151,6 +151,7 @@ def test_invalid_auth_id_is_403_and_writes_nothing(client, fake_b24, fresh):
         ("PLACEMENT_OPTIONS", "{not json", b"PLACEMENT_OPTIONS is not valid JSON"),
         ("PLACEMENT_OPTIONS", json.dumps({"x": "y" * 5000}), b"PLACEMENT_OPTIONS is too large"),
         ("PLACEMENT_OPTIONS", "[1, 2]", b"PLACEMENT_OPTIONS must be a JSON object"),
+        ("PLACEMENT_OPTIONS", '{"a": {"b": {"c": {"d": {}}}}}', b"PLACEMENT_OPTIONS is nested too deeply"),
     ],
 )
 def test_missing_or_malformed_field_is_400_and_writes_nothing(client, fake_b24, fresh, field, value, message):
