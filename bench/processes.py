@@ -36,11 +36,11 @@ def _stop(proc: subprocess.Popen, timeout: float = 10) -> None:
 
 
 class FakeProcess:
-    """``python -m tests.fake_bitrix24`` and its JSON control API (``POST /_fake/{command}``)."""
+    """``python -m fake_bitrix24`` and its JSON control API (``POST /_fake/{command}``)."""
 
     def __init__(self, logdir: str):
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.fake_bitrix24",
+            [sys.executable, "-m", "fake_bitrix24",
              "--oauth-port", str(free_port()), "--portal-port", str(free_port())],
             cwd=REPO, stdout=subprocess.PIPE, stderr=open(Path(logdir) / "fake.log", "wb"), text=True,
         )

@@ -1,20 +1,12 @@
 import pytest
 
-from tests.fake_bitrix24 import FakeBitrix24
-
-
-@pytest.fixture
-def fake_b24(settings):
-    """A running fake Bitrix24 with Django settings pointed at it."""
-    fake = FakeBitrix24()
-    fake.start()
-    settings.B24_OAUTH_SERVERS = [fake.oauth_url]
-    settings.B24_CLIENT_ID = fake.client_id
-    settings.B24_CLIENT_SECRET = fake.client_secret
-    settings.B24_ALLOW_PRIVATE_ENDPOINTS = True
-    settings.B24_APP_BASE_URL = "https://app.example.com"
-    yield fake
-    fake.stop()
+# Fixture modules, loaded once here instead of imported (with a noqa) by every test module.
+pytest_plugins = [
+    "fake_bitrix24.pytest_plugin",
+    "tests.fixtures_placements",
+    "tests.fixtures_hardening",
+    "tests.fixtures_operators",
+]
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -11,7 +11,6 @@ from django.utils import timezone
 from placements.admin import CappedCountPaginator
 from placements.models import Invocation
 from portals.models import Credential, Portal
-from tests.fixtures_operators import install_portals, staff_client  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.django_db
 HANDLER = "https://app.example.com/placements/handler/"

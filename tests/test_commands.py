@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from placements.models import Invocation
 from portals.models import Credential, Portal
-from tests.fixtures_operators import install_portals, run_command  # noqa: F401 (fixture)
+from tests.fixtures_operators import run_command
 
 HANDLER = "https://app.example.com/placements/handler/"
 pytestmark = pytest.mark.django_db(transaction=True)  # worker threads read what the test wrote

@@ -17,7 +17,7 @@ from django.db import connection
 
 from portals.models import Credential
 from tests.fixtures_hardening import PAST, free_port, record_figures
-from tests.fixtures_placements import VIEWER_ID, widget  # noqa: F401 - the widget fixture
+from tests.fixtures_placements import VIEWER_ID
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 ROOT = Path(__file__).resolve().parent.parent

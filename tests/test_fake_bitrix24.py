@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 
-from tests.fake_bitrix24 import FakeBitrix24
+from fake_bitrix24 import FakeBitrix24
 
 HANDLER = "https://app.example.com/b24/widget/task/"
 
@@ -364,7 +364,7 @@ def test_stop_is_fast():
 
 
 def test_cli_and_control_endpoint():
-    proc = subprocess.Popen([sys.executable, "-m", "tests.fake_bitrix24"], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "fake_bitrix24"], stdout=subprocess.PIPE, text=True)
     try:
         info = json.loads(proc.stdout.readline())
         ctl = info["oauth_url"] + "/_fake/"

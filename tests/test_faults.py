@@ -18,7 +18,7 @@ from portals import tokens
 from portals.bitrix import client as bitrix_client
 from portals.models import Credential, Portal
 from tests.fixtures_hardening import assert_says_why, expire, record_figures, row_counts
-from tests.fixtures_placements import VIEWER_ID, widget  # noqa: F401 - the widget fixture
+from tests.fixtures_placements import VIEWER_ID
 from tests.helpers import post_install
 
 pytestmark = pytest.mark.django_db

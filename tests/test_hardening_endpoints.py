@@ -8,8 +8,7 @@ import pytest
 
 from portals.bitrix import client, errors
 from portals.models import Credential, Portal
-from tests.fixtures_hardening import expire, row_counts, trap  # noqa: F401 - the trap fixture
-from tests.fixtures_placements import widget  # noqa: F401 - the widget fixture
+from tests.fixtures_hardening import expire, row_counts
 from tests.helpers import install_portal, post_install
 from tests.test_portals_events import event_body
 

@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 
 from portals.bitrix import client as bitrix_client
 from tests.fixtures_hardening import assert_says_why, record_figures, rows_snapshot
-from tests.fixtures_placements import widget  # noqa: F401 - the widget fixture
 from tests.helpers import install_payload, install_portal
 from tests.test_portals_events import event_body
 

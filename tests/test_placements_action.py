@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from placements.signing import ActionGrant, action_token_issue
 from portals.models import Credential, Portal
-from tests.fixtures_placements import TASK_ID, VIEWER_ID, widget  # noqa: F401
+from tests.fixtures_placements import TASK_ID, VIEWER_ID
 
 pytestmark = pytest.mark.django_db
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 from placements import registry
 from placements.models import Invocation
 from portals.models import Credential, Portal
-from tests.fixtures_placements import TASK_ID, VIEWER_ID, action_token_from, widget  # noqa: F401
+from tests.fixtures_placements import TASK_ID, VIEWER_ID, action_token_from
 from tests.helpers import install_portal
 
 pytestmark = pytest.mark.django_db

@@ -22,7 +22,7 @@ from portals import tokens
 from portals.logging import ScrubSecretsFilter
 from portals.models import Credential, Portal
 from tests.fixtures_hardening import expire
-from tests.fixtures_placements import VIEWER_ID, widget  # noqa: F401 - the widget fixture
+from tests.fixtures_placements import VIEWER_ID
 from tests.test_portals_events import event_body
 
 pytestmark = pytest.mark.django_db

@@ -1,0 +1,137 @@
+"""What the fake Bitrix24 knows: portals, their users and tasks, token chains, the call log, faults.
+
+Plain dataclasses; `FakeBitrix24` guards them all with one lock because tests hit it from many
+threads.
+"""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_CLIENT_ID = "local.fake0000000000.00000001"
+BATCH_MAX = 50
+DEFAULT_AVATAR = "/bitrix/images/tasks/default_avatar.png"
+# Placement codes that placement.list reports; TASK_* and CRM_* are accepted by prefix anyway.
+DEFAULT_KNOWN_PLACEMENTS = {
+    "TASK_VIEW_TOP_PANEL", "TASK_VIEW_TAB", "TASK_VIEW_SIDEBAR", "TASK_LIST_CONTEXT_MENU",
+    "TASK_USER_LIST_TOOLBAR", "TASK_GROUP_LIST_TOOLBAR", "TASK_ROBOT_DESIGNER_TOOLBAR",
+    "REST_APP_URI", "PAGE_BACKGROUND_WORKER",
+}
+
+
+class ApiError(Exception):
+    """An error answer: `{"error": ..., "error_description": ...}` plus optional extra keys."""
+
+    def __init__(self, status: int, error: str, description: str = "", **extra: Any):
+        super().__init__(f"{status} {error}: {description}")
+        self.status, self.error, self.description, self.extra = status, error, description, extra
+
+    def body(self) -> dict:
+        return {"error": self.error, "error_description": self.description, **self.extra}
+
+
+@dataclass
+class FakeUser:
+    id: int
+    name: str = "John"
+    last_name: str = "Smith"
+    admin: bool = False
+    photo: str | None = None
+    work_position: str = ""
+    email: str = ""
+
+
+@dataclass
+class FakeTask:
+    id: int
+    title: str = "Task"
+    status: str = "2"
+    priority: str = "1"
+    deadline: str | None = None
+    responsible_id: int = 1
+    created_by: int = 1
+    description: str = ""
+    visible_to: set | None = None  # None = everybody may see it
+    group_id: str = "0"
+
+
+@dataclass
+class FakePortal:
+    domain: str
+    member_id: str
+    portal_base: str  # "http://127.0.0.1:PORT"
+    app_status: str = "L"
+    scope: str = "task,placement"
+    admin_user_id: int = 1
+    installed: bool = True
+    application_token: str = field(default_factory=lambda: secrets.token_hex(16))
+    users: dict = field(default_factory=dict)  # id -> FakeUser
+    tasks: dict = field(default_factory=dict)  # id -> FakeTask
+    placements: list = field(default_factory=list)  # dicts as placement.get returns them
+    events: list = field(default_factory=list)  # dicts as event.get returns them
+    bucket_level: float = 0.0
+    bucket_ts: float = 0.0
+
+    @property
+    def client_endpoint(self) -> str:
+        return f"{self.portal_base}/{self.domain}/rest/"
+
+    @property
+    def scopes(self) -> set:
+        return {s.strip() for s in self.scope.split(",") if s.strip()}
+
+
+@dataclass
+class AccessToken:
+    token: str
+    member_id: str
+    user_id: int
+    expires_at: float  # unix time
+    expired: bool = False  # forced expiry (expire_access_token or chain rotation)
+    revoked: bool = False  # app uninstalled
+
+
+@dataclass
+class RefreshToken:
+    token: str
+    member_id: str
+    user_id: int
+    access_token: str  # the access token issued together with it (same chain)
+    used: bool = False
+    revoked: bool = False
+
+
+@dataclass
+class Call:
+    """One logged request; `params` keeps token values because tests assert on them."""
+
+    server: str
+    method: str
+    http_method: str
+    path: str
+    params: dict
+    domain: str | None
+    status: int
+    ts: float
+    thread: str
+    in_batch: bool = False
+
+
+@dataclass
+class Fault:
+    key: str
+    status: int
+    error: str
+    description: str
+    times: int
+    body: str | None
+    content_type: str | None
+
+
+@dataclass
+class Hang:
+    key: str
+    seconds: float
+    times: int | None
+    after: bool
