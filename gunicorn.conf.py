@@ -1,8 +1,10 @@
 """gunicorn settings: ``gunicorn bitrix_widget.wsgi -c gunicorn.conf.py`` (flags given on the
 command line win over these). Environment: PORT, WEB_CONCURRENCY, GUNICORN_TIMEOUT,
-GUNICORN_ACCESS_LOG."""
+GUNICORN_ACCESS_LOG, PROMETHEUS_MULTIPROC_DIR."""
 import multiprocessing
 import os
+import shutil
+import tempfile
 
 bind = os.environ.get("GUNICORN_BIND") or f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY") or multiprocessing.cpu_count() * 2 + 1)
@@ -26,3 +28,23 @@ loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 
 # Several gunicorns on one host must not fight over one control socket; nothing here uses it.
 control_socket_disable = True
+
+# /metrics adds up every worker's values (prometheus_client multiprocess mode): each worker writes
+# its own files in this directory. It must be set before any worker imports prometheus_client, and
+# be emptied when the server starts (files of a previous run would be counted again).
+_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if not _metrics_dir:
+    _metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="prometheus-")
+
+
+def on_starting(server):
+    os.makedirs(_metrics_dir, exist_ok=True)
+    for name in os.listdir(_metrics_dir):
+        path = os.path.join(_metrics_dir, name)
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -128,6 +128,8 @@ B24_OAUTH_SERVERS = env.list(
     "B24_OAUTH_SERVERS", default=["https://oauth.bitrix.info", "https://oauth.bitrix24.tech"]
 )
 B24_ALLOW_PRIVATE_ENDPOINTS = env.bool("B24_ALLOW_PRIVATE_ENDPOINTS", default=False)
+# Bearer token of the Prometheus scraper; unset, /metrics answers 404.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # Seconds: connect and read timeouts of every call to Bitrix24 (the widget must answer quickly).
 B24_CONNECT_TIMEOUT = env.float("B24_CONNECT_TIMEOUT", default=3.0)
 B24_READ_TIMEOUT = env.float("B24_READ_TIMEOUT", default=5.0)

@@ -1,12 +1,13 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from bitrix_widget.views import healthz
+from bitrix_widget.views import healthz, metrics_view
 
 urlpatterns = [
     path("portals/", include("portals.urls")),
     path("placements/", include("placements.urls")),
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
 ]
 

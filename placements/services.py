@@ -17,7 +17,7 @@ from django.utils.translation import gettext_lazy as _
 from placements import registry
 from placements.models import Invocation
 from placements.signing import ActionGrant, ActionTokenInvalid, action_token_issue
-from portals import payload
+from portals import metrics, payload
 from portals.bitrix import client, errors
 from portals.models import Credential, Portal
 from portals.tokens import ReauthRequired, expiry_from, portal_batch, portal_relocate
@@ -216,6 +216,8 @@ def widget_open(*, portal: Portal, request: WidgetRequest) -> WidgetPage:
         outcome=Invocation.Outcome.OK if page.state in ("ok", "not_found") else Invocation.Outcome.ERROR,
         detail=page.detail[:255], duration_ms=int((time.monotonic() - started) * 1000),
     )
+    metrics.widget_opens.labels(placement.code, "ok" if page.state in ("ok", "not_found") else "error").inc()
+    metrics.widget_open_seconds.labels(placement.code).observe(time.monotonic() - started)
     return page
 
 

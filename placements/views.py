@@ -25,7 +25,7 @@ from placements.services import (
     widget_request_parse,
 )
 from placements.signing import ActionTokenInvalid, action_token_read
-from portals import payload
+from portals import metrics, payload
 from portals.bitrix import errors
 from portals.framing import allow_framing_by
 from portals.responses import json_error
@@ -79,9 +79,11 @@ def handler(request: HttpRequest) -> HttpResponse:
         page = widget_open(portal=portal, request=widget_request)
     except payload.PayloadError as exc:
         logger.info("widget refused (400): %s", exc)
+        metrics.widget_refusals.labels("bad_request").inc()
         return _refusal_page(request, status=400, state="bad_request", message=str(exc), lang=lang)
     except WidgetRefused as exc:
         logger.info("widget refused (403): %s", exc.state)
+        metrics.widget_refusals.labels(exc.state).inc()
         return _refusal_page(request, status=403, state=exc.state, message=exc.args[0], lang=lang)
     request.log_context = {  # verified: Bitrix24 accepted the posted token for this portal
         "member_id": portal.member_id, "domain": portal.domain, "placement": page.placement.code,

@@ -127,6 +127,9 @@ def test_whitenoise_serves_the_admin_static_files_collected_for_production(tmp_p
 def _conf(monkeypatch, **env) -> dict:
     for name in ("PORT", "WEB_CONCURRENCY", "GUNICORN_BIND", "GUNICORN_ACCESS_LOG", "GUNICORN_TIMEOUT"):
         monkeypatch.delenv(name, raising=False)
+    # The file sets PROMETHEUS_MULTIPROC_DIR (for its workers) when it is unset: let monkeypatch
+    # restore it, so this test process keeps counting in memory.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "set-by-the-test")
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return runpy.run_path(str(ROOT / "gunicorn.conf.py"))

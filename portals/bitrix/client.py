@@ -18,6 +18,7 @@ from urllib.parse import quote, urlsplit
 import requests
 from django.conf import settings
 
+from portals import metrics
 from portals.bitrix import errors
 
 logger = logging.getLogger(__name__)
@@ -163,8 +164,22 @@ def _timeout() -> tuple[float, float]:
     return (settings.B24_CONNECT_TIMEOUT, settings.B24_READ_TIMEOUT)
 
 
-def _send(http_method: str, url: str, **kwargs) -> dict:
-    """One HTTP exchange; the parsed JSON body, or the exception for what went wrong."""
+def _send(http_method: str, url: str, *, method: str, **kwargs) -> dict:
+    """One HTTP exchange, counted in the metrics under ``method`` (a name from our code, never
+    a URL): the parsed JSON body, or the exception for what went wrong."""
+    started = time.monotonic()
+    failure: BaseException | None = None
+    try:
+        return _exchange(http_method, url, **kwargs)
+    except BaseException as exc:
+        failure = exc
+        raise
+    finally:
+        metrics.bitrix_calls.labels(method, metrics.outcome_of(failure)).inc()
+        metrics.bitrix_call_seconds.labels(method).observe(time.monotonic() - started)
+
+
+def _exchange(http_method: str, url: str, **kwargs) -> dict:
     try:
         response = _session.request(
             http_method, url, timeout=_timeout(), allow_redirects=False, proxies=_proxies_for(url), **kwargs
@@ -198,6 +213,7 @@ def _with_rate_limit_retries(send):
         try:
             return send()
         except errors.RateLimited:
+            metrics.rate_limit_hits.inc()
             if delay is None:
                 raise
             time.sleep(delay)
@@ -217,7 +233,7 @@ def client_credentials() -> tuple[str, str]:
 def oauth_app_info(*, server: str, access_token: str) -> dict:
     """The OAuth server's ``app.info`` for a token: whose app, which portal, which user."""
     server = oauth_server_for(server)
-    payload = _send("GET", f"{server}/rest/app.info", params={"auth": access_token})
+    payload = _send("GET", f"{server}/rest/app.info", method="oauth app.info", params={"auth": access_token})
     result = payload.get("result")
     if not isinstance(result, dict):
         raise errors.TransportError("BAD_RESPONSE", "app.info answered without a result")
@@ -228,19 +244,28 @@ def oauth_refresh(*, server: str, refresh_token: str) -> dict:
     """Spend a refresh token. Its answer holds the new pair; the old one is dead (single-use)."""
     server = oauth_server_for(server)
     client_id, client_secret = client_credentials()
-    payload = _send(
-        "GET",
-        f"{server}/oauth/token/",
-        params={
-            "grant_type": "refresh_token",
-            "client_id": client_id,
-            "client_secret": client_secret,
-            "refresh_token": refresh_token,
-        },
-    )
-    # A 200 without access_token is an error (wrong_client answers 200, protocol 3.6).
-    if not payload.get("access_token") or not payload.get("refresh_token"):
-        raise errors.TransportError("BAD_RESPONSE", "the OAuth server answered without tokens")
+    try:
+        payload = _send(
+            "GET",
+            f"{server}/oauth/token/",
+            method="oauth token",
+            params={
+                "grant_type": "refresh_token",
+                "client_id": client_id,
+                "client_secret": client_secret,
+                "refresh_token": refresh_token,
+            },
+        )
+        # A 200 without access_token is an error (wrong_client answers 200, protocol 3.6).
+        if not payload.get("access_token") or not payload.get("refresh_token"):
+            raise errors.TransportError("BAD_RESPONSE", "the OAuth server answered without tokens")
+    except errors.AuthError:
+        metrics.token_refreshes.labels("refused").inc()
+        raise
+    except errors.BitrixError:
+        metrics.token_refreshes.labels("failed").inc()
+        raise
+    metrics.token_refreshes.labels("ok").inc()
     return payload
 
 
@@ -251,7 +276,7 @@ def call(*, client_endpoint: str, method: str, access_token: str, params: dict |
     """Call one REST method; the whole answer (``result``, and ``total``/``next`` for lists)."""
     url = f"{validate_client_endpoint(client_endpoint)}{method}"
     body = {**(params or {}), "auth": access_token}
-    return _with_rate_limit_retries(lambda: _send("POST", url, json=body))
+    return _with_rate_limit_retries(lambda: _send("POST", url, method=method, json=body))
 
 
 def build_query(params: dict, prefix: str = "") -> str:
