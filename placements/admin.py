@@ -1,4 +1,5 @@
-"""Admin for the invocation log: read-only, and fast on a table of millions of rows.
+"""Admin for the invocation log (read-only, and fast on a table of millions of rows), and what
+placements add to the portal admin: invocation columns and the bind actions.
 
 What keeps it fast: no COUNT(*) of the whole table (a capped count, or PostgreSQL's estimate),
 filters that never SELECT DISTINCT over the table or list every portal, a search that goes
@@ -9,12 +10,18 @@ from __future__ import annotations
 from django.contrib import admin
 from django.core.paginator import Paginator
 from django.db import connections
-from django.db.models import Q
+from django.db.models import OuterRef, Q, Subquery
+from django.urls import reverse
 from django.utils.functional import cached_property
+from django.utils.html import format_html, format_html_join
 
+from placements import operations as placement_operations
 from placements import registry
 from placements.models import Invocation
+from portals.admin import PortalAdmin
 from portals.models import Portal
+
+LATEST_INVOCATIONS = 20
 
 
 class CappedCountPaginator(Paginator):
@@ -152,3 +159,77 @@ class InvocationAdmin(admin.ModelAdmin):
     @admin.display(description="portal")
     def portal_domain(self, obj):
         return obj.portal.domain if obj.portal else "-"
+
+
+def _last_invocation_at():
+    """Newest invocation of the row's portal: one lookup on the (portal, -created_at) index."""
+    newest = Invocation.objects.filter(portal=OuterRef("pk")).order_by("-created_at").values("created_at")[:1]
+    return Subquery(newest)
+
+
+def _before(names: tuple, anchor: str, *added: str) -> tuple:
+    """``names`` with ``added`` inserted before ``anchor`` (at the end if it is absent)."""
+    at = names.index(anchor) if anchor in names else len(names)
+    return (*names[:at], *added, *names[at:])
+
+
+class PortalWithPlacementsAdmin(PortalAdmin):
+    """The portal admin of ``portals`` plus what only placements know: when the widget was last
+    opened, the latest invocations, and Bind/Unbind widget. ``portals`` stays unaware of them."""
+
+    list_display = _before(PortalAdmin.list_display, "admin_token_expires_at", "last_invocation_at")
+    fields = _before(PortalAdmin.fields, "admin_token_expires_at", "last_invocation_at") + ("latest_invocations",)
+    readonly_fields = fields
+    actions = ("bind_widget", "unbind_widget", *PortalAdmin.actions)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(last_invocation_at=_last_invocation_at())
+
+    @admin.display(description="last invocation", ordering="last_invocation_at")
+    def last_invocation_at(self, obj):
+        return obj.last_invocation_at
+
+    @admin.display(description=f"latest {LATEST_INVOCATIONS} invocations")
+    def latest_invocations(self, obj):
+        rows = Invocation.objects.filter(portal=obj).order_by("-created_at")[:LATEST_INVOCATIONS]
+        url = reverse("admin:placements_invocation_changelist") + f"?portal={obj.member_id}"
+        body = format_html_join(
+            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((r.created_at, r.placement, r.entity_id, r.user_id or "", r.outcome, r.detail) for r in rows),
+        )
+        if not body:
+            return "none yet"
+        return format_html(
+            '<table><thead><tr><th>time</th><th>placement</th><th>task</th><th>user</th><th>outcome</th>'
+            '<th>detail</th></tr></thead><tbody>{}</tbody></table><p><a href="{}">all invocations</a></p>',
+            body, url,
+        )
+
+    @admin.action(description="Bind widget (placement.bind; already bound counts as success)", permissions=["change"])
+    def bind_widget(self, request, queryset):
+        code, handler, title = placement_operations.placement_defaults(placement=None, handler=None, title=None)
+        self._run(
+            request, queryset, verb="Bind",
+            work=lambda portal, pace: placement_operations.portal_bind_placement(
+                portal=portal, placement=code, handler=handler, title=title
+            ),
+        )
+
+    @admin.action(description="Unbind widget (placement.unbind of our handler only)", permissions=["change"])
+    def unbind_widget(self, request, queryset):
+        code, handler, _ = placement_operations.placement_defaults(placement=None, handler=None, title=None)
+        page = self._confirmed(
+            request, queryset, action="unbind_widget", title="Unbind the widget?",
+            explanation=f"placement.unbind {code} with our handler {handler} on each portal below. "
+            "Other handlers on the placement are kept. Users stop seeing the widget.",
+        )
+        if page is not None:
+            return page
+        self._run(
+            request, queryset, verb="Unbind",
+            work=lambda portal, pace: placement_operations.portal_unbind_placement(portal=portal, placement=code, handler=handler),
+        )
+
+
+admin.site.unregister(Portal)
+admin.site.register(Portal, PortalWithPlacementsAdmin)

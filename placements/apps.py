@@ -4,3 +4,14 @@ from django.apps import AppConfig
 class PlacementsConfig(AppConfig):
     name = "placements"
     verbose_name = "Widget placements"
+
+    def ready(self):
+        from placements import operations
+        from portals import binds
+        from portals.models import Portal
+        from portals.signals import portal_uninstalled
+
+        binds.bind_provider_register(name="placements", provider=operations.placement_bind_commands)
+        portal_uninstalled.connect(
+            operations.invocations_purge_on_uninstall, sender=Portal, dispatch_uid="placements.purge_invocations"
+        )

@@ -6,22 +6,14 @@ from django.contrib import admin, messages
 from django.db.models import OuterRef, Subquery
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 
-from placements.models import Invocation
-from portals import operations
+from portals import fanout, operations
 from portals.logging import mask
 from portals.models import Credential, Portal
 
 # An admin request works through the portals one after another; more belongs to the commands.
 ACTION_MAX_PORTALS = 50
-LATEST_INVOCATIONS = 20
-
-
-def _last_invocation_at():
-    """Newest invocation of the row's portal: one lookup on the (portal, -created_at) index."""
-    newest = Invocation.objects.filter(portal=OuterRef("pk")).order_by("-created_at").values("created_at")[:1]
-    return Subquery(newest)
 
 
 def _admin_token_expires_at():
@@ -38,7 +30,7 @@ def _admin_token_expires_at():
 class PortalAdmin(admin.ModelAdmin):
     list_display = (
         "domain", "member_id", "status", "app_status", "installed_at", "updated_at",
-        "last_invocation_at", "admin_token_expires_at",
+        "admin_token_expires_at",
     )
     list_filter = ("status", "app_status")
     search_fields = ("domain", "=member_id")
@@ -49,16 +41,17 @@ class PortalAdmin(admin.ModelAdmin):
         "domain", "member_id", "status", "status_detail", "app_status", "scope",
         "client_endpoint", "server_endpoint", "application_token_masked",
         "installed_at", "updated_at", "uninstalled_at",
-        "last_invocation_at", "admin_token_expires_at", "credentials_summary", "latest_invocations",
+        "admin_token_expires_at", "credentials_summary",
     )
     readonly_fields = fields
-    actions = ("bind_widget", "unbind_widget", "refresh_tokens_now", "disable", "enable")
+    # placements/admin.py adds the invocation columns and the bind actions to this admin.
+    actions = ("refresh_tokens_now", "disable", "enable")
 
     def get_queryset(self, request):
         return (
             super()
             .get_queryset(request)
-            .annotate(last_invocation_at=_last_invocation_at(), admin_token_expires_at=_admin_token_expires_at())
+            .annotate(admin_token_expires_at=_admin_token_expires_at())
         )
 
     def has_add_permission(self, request):
@@ -68,10 +61,6 @@ class PortalAdmin(admin.ModelAdmin):
         return False  # use "Disable"; a delete would also drop the portal's invocation log
 
     # --- columns and read-only fields ------------------------------------------------------------
-
-    @admin.display(description="last invocation", ordering="last_invocation_at")
-    def last_invocation_at(self, obj):
-        return obj.last_invocation_at
 
     @admin.display(description="admin token expires", ordering="admin_token_expires_at")
     def admin_token_expires_at(self, obj):
@@ -86,22 +75,6 @@ class PortalAdmin(admin.ModelAdmin):
         url = reverse("admin:portals_credential_changelist") + f"?portal__id__exact={obj.pk}"
         return format_html('<a href="{}">{} stored</a>', url, obj.credentials.count())
 
-    @admin.display(description=f"latest {LATEST_INVOCATIONS} invocations")
-    def latest_invocations(self, obj):
-        rows = Invocation.objects.filter(portal=obj).order_by("-created_at")[:LATEST_INVOCATIONS]
-        url = reverse("admin:placements_invocation_changelist") + f"?portal={obj.member_id}"
-        body = format_html_join(
-            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            ((r.created_at, r.placement, r.entity_id, r.user_id or "", r.outcome, r.detail) for r in rows),
-        )
-        if not body:
-            return "none yet"
-        return format_html(
-            '<table><thead><tr><th>time</th><th>placement</th><th>task</th><th>user</th><th>outcome</th>'
-            '<th>detail</th></tr></thead><tbody>{}</tbody></table><p><a href="{}">all invocations</a></p>',
-            body, url,
-        )
-
     # --- actions: the services the commands use --------------------------------------------------
 
     def _run(self, request, queryset, work, verb: str) -> None:
@@ -113,7 +86,7 @@ class PortalAdmin(admin.ModelAdmin):
                 messages.ERROR,
             )
             return
-        outcomes = operations.run_across_portals(portals=portals, work=work, concurrency=1)
+        outcomes = fanout.run_across_portals(portals=portals, work=work, concurrency=1)
         for outcome in outcomes:
             text = f"{verb} {outcome.portal.domain}: {outcome.status}"
             self.message_user(
@@ -136,31 +109,6 @@ class PortalAdmin(admin.ModelAdmin):
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/portals/portal/confirm_action.html", context)
-
-    @admin.action(description="Bind widget (placement.bind; already bound counts as success)", permissions=["change"])
-    def bind_widget(self, request, queryset):
-        code, handler, title = operations.placement_defaults(placement=None, handler=None, title=None)
-        self._run(
-            request, queryset, verb="Bind",
-            work=lambda portal, pace: operations.portal_bind_placement(
-                portal=portal, placement=code, handler=handler, title=title
-            ),
-        )
-
-    @admin.action(description="Unbind widget (placement.unbind of our handler only)", permissions=["change"])
-    def unbind_widget(self, request, queryset):
-        code, handler, _ = operations.placement_defaults(placement=None, handler=None, title=None)
-        page = self._confirmed(
-            request, queryset, action="unbind_widget", title="Unbind the widget?",
-            explanation=f"placement.unbind {code} with our handler {handler} on each portal below. "
-            "Other handlers on the placement are kept. Users stop seeing the widget.",
-        )
-        if page is not None:
-            return page
-        self._run(
-            request, queryset, verb="Unbind",
-            work=lambda portal, pace: operations.portal_unbind_placement(portal=portal, placement=code, handler=handler),
-        )
 
     @admin.action(description="Refresh tokens now", permissions=["change"])
     def refresh_tokens_now(self, request, queryset):

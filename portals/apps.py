@@ -4,3 +4,8 @@ from django.apps import AppConfig
 class PortalsConfig(AppConfig):
     name = "portals"
     verbose_name = "Bitrix24 portals"
+
+    def ready(self):
+        from portals import binds, services
+
+        binds.bind_provider_register(name="portals.lifecycle", provider=services.lifecycle_bind_commands)

@@ -8,13 +8,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from portals import binds
 from portals.bitrix import client, errors
 from portals.models import Credential, Portal
 from portals.payload import normalise_domain
+from portals.signals import portal_uninstalled
 from portals.tokens import (
     ReauthRequired,
     credential_access_token,
@@ -43,14 +44,6 @@ class InstallGrant:
     application_token: str = ""
     app_status: str = ""
     scope: str = ""
-
-
-def handler_urls() -> dict[str, str]:
-    """Our public URLs given to Bitrix24 (built from B24_APP_BASE_URL, never from a request)."""
-    base = (settings.B24_APP_BASE_URL or "").rstrip("/")
-    if not base:
-        raise errors.NotConfigured("NOT_CONFIGURED", "B24_APP_BASE_URL must be set")
-    return {"placement": f"{base}/placements/handler/", "events": f"{base}/portals/events/"}
 
 
 def grant_verify(*, grant: InstallGrant) -> tuple[str, dict, dict]:
@@ -138,25 +131,22 @@ class BindOutcome:
         return not self.failed
 
 
+def lifecycle_bind_commands() -> binds.BindCommands:
+    """Our own lifecycle events on the one event handler URL (registered in ``PortalsConfig.ready``)."""
+    handler = binds.public_url("portals:events")
+    return {f"event_{event}": ("event.bind", {"event": event, "handler": handler}) for event in LIFECYCLE_EVENTS}
+
+
 def portal_bind_handlers(*, portal: Portal, credential: Credential | None = None) -> BindOutcome:
-    """Bind every registered placement and our lifecycle events, in one ``batch`` request.
+    """Bind what every registered provider asks for (our lifecycle events, the placements'
+    widgets, ...) in one ``batch`` request.
 
     "Handler already binded" counts as success, so a reinstall or an update can run it again.
     """
-    from placements.registry import all_placements
-
-    urls = handler_urls()
     credential = credential or portal.admin_credential()
     if credential is None:
         raise ReauthRequired("NO_CREDENTIAL", "no administrator token is stored for this portal")
-    commands: dict[str, tuple[str, dict]] = {}
-    for placement in all_placements():
-        commands[f"placement_{placement.code}"] = (
-            "placement.bind",
-            {"PLACEMENT": placement.code, "HANDLER": urls["placement"], "TITLE": placement.title},
-        )
-    for event in LIFECYCLE_EVENTS:
-        commands[f"event_{event}"] = ("event.bind", {"event": event, "handler": urls["events"]})
+    commands = binds.bind_commands()
     result = portal_batch(credential=credential, commands=commands)
     outcome = BindOutcome(bound=[], already_bound=[], failed={})
     for key in commands:
@@ -237,8 +227,6 @@ def portal_uninstall(*, member_id: str, application_token: str, clean: bool) -> 
         return UninstallOutcome(portal, True, "unconfirmed: marked needs_reauth")
     if confirmed is False:
         raise VerificationRefused("The app is still installed on this portal: uninstall refused.")
-    from placements.models import Invocation
-
     now = timezone.now()
     with transaction.atomic():
         Portal.objects.filter(pk=portal.pk).update(
@@ -246,8 +234,7 @@ def portal_uninstall(*, member_id: str, application_token: str, clean: bool) -> 
             status_detail="Uninstalled by Bitrix24 (ONAPPUNINSTALL)."
         )
         Credential.objects.filter(portal=portal).update(access_token="", refresh_token="", expires_at=None)
-        if clean:
-            Invocation.objects.filter(portal=portal).delete()
+        portal_uninstalled.send(sender=Portal, portal=portal, clean=clean)
     portal.refresh_from_db()
     logger.info("portal %s uninstalled (clean=%s)", portal.member_id, clean)
     return UninstallOutcome(portal, True, "uninstalled")

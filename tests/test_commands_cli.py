@@ -13,7 +13,7 @@ import pytest
 from django.core.management.base import OutputWrapper
 
 from portals.management.commands._portal_command import ProgressBar
-from portals.operations import Pacer
+from portals.fanout import Pacer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -82,7 +82,7 @@ def test_pacer_spaces_calls_to_one_portal():
 
 def test_run_across_portals_turns_a_portal_exception_into_its_failed_line():
     from portals.models import Portal
-    from portals.operations import PortalOutcome, run_across_portals
+    from portals.fanout import PortalOutcome, run_across_portals
 
     def work(portal, pace):
         if portal.domain == "b.example.com":
@@ -100,7 +100,7 @@ def test_run_across_portals_turns_a_portal_exception_into_its_failed_line():
 def test_run_across_portals_stops_when_the_app_is_not_configured():
     from portals.bitrix.errors import NotConfigured
     from portals.models import Portal
-    from portals.operations import run_across_portals
+    from portals.fanout import run_across_portals
 
     def work(portal, pace):
         raise NotConfigured("NOT_CONFIGURED", "B24_CLIENT_ID and B24_CLIENT_SECRET must be set")

@@ -1,5 +1,5 @@
 """manage.py bind_placement: placement.bind on one portal, several, or all of them."""
-from portals import operations
+from placements import operations
 from portals.management.commands._portal_command import PortalCommand
 
 

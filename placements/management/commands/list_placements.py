@@ -1,7 +1,7 @@
 """manage.py list_placements: what placement.get reports on a portal, as a table."""
 from django.core.management.base import CommandError
 
-from portals import operations
+from placements import operations
 from portals.management.commands._portal_command import PORTAL_FAILED, PortalCommand
 
 COLUMNS = ("placement", "handler", "title", "userId")

@@ -3,8 +3,8 @@ import datetime as dt
 
 from django.utils import timezone
 
+from placements.operations import invocations_prune
 from portals.management.commands._portal_command import PortalCommand, positive_int
-from portals.operations import invocations_prune
 
 
 class Command(PortalCommand):

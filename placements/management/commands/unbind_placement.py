@@ -1,6 +1,6 @@
 """manage.py unbind_placement: placement.unbind with our handler URL, so other handlers survive."""
 from placements.management.commands.bind_placement import Command as BindPlacementCommand
-from portals import operations
+from placements import operations
 
 
 class Command(BindPlacementCommand):

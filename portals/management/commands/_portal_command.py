@@ -10,7 +10,7 @@ from collections import Counter
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from portals import operations
+from portals import fanout
 from portals.bitrix import errors
 
 USAGE_ERROR = 2
@@ -88,18 +88,18 @@ class PortalCommand(BaseCommand):
 
     def add_run_arguments(self, parser) -> None:
         parser.add_argument(
-            "--concurrency", type=positive_int, default=operations.DEFAULT_CONCURRENCY,
-            help=f"portals worked on at once (default {operations.DEFAULT_CONCURRENCY})",
+            "--concurrency", type=positive_int, default=fanout.DEFAULT_CONCURRENCY,
+            help=f"portals worked on at once (default {fanout.DEFAULT_CONCURRENCY})",
         )
         parser.add_argument(
-            "--rate", type=positive(float), default=operations.DEFAULT_PER_PORTAL_RATE,
+            "--rate", type=positive(float), default=fanout.DEFAULT_PER_PORTAL_RATE,
             help="most requests a second to any one portal (default 2, Bitrix24's drain rate)",
         )
 
     def execute(self, *args, **options):
         try:
             return super().execute(*args, **options)
-        except (operations.UnknownPortal, operations.SelectionRequired, errors.NotConfigured) as exc:
+        except (fanout.UnknownPortal, fanout.SelectionRequired, errors.NotConfigured) as exc:
             message = exc.description if isinstance(exc, errors.BitrixError) else str(exc)
             raise CommandError(message, returncode=USAGE_ERROR) from None
 
@@ -112,28 +112,28 @@ class PortalCommand(BaseCommand):
                 returncode=USAGE_ERROR,
             )
 
-    def select(self, options) -> operations.Selection:
+    def select(self, options) -> fanout.Selection:
         if self.requires_app_credentials:
             self.require_app_credentials()
-        return operations.portals_select(
+        return fanout.portals_select(
             portal_names=options.get("portal") or [], select_all=options.get("all_portals", False)
         )
 
-    def outcome_line(self, outcome: operations.PortalOutcome) -> str:
+    def outcome_line(self, outcome: fanout.PortalOutcome) -> str:
         mark = "ok" if outcome.ok else ("skipped" if outcome.status == "skipped" else "FAILED")
         text = f"{mark:<7} {outcome.portal.domain} [{outcome.portal.member_id}] {outcome.status}"
         return f"{text}: {outcome.detail}" if outcome.detail else text
 
-    def write_outcome(self, outcome: operations.PortalOutcome) -> None:
+    def write_outcome(self, outcome: fanout.PortalOutcome) -> None:
         line = self.outcome_line(outcome)
         self.stdout.write(line, style_func=None if outcome.ok else self.style.ERROR)
 
-    def run(self, *, what: str, selection: operations.Selection, work, options) -> list[operations.PortalOutcome]:
+    def run(self, *, what: str, selection: fanout.Selection, work, options) -> list[fanout.PortalOutcome]:
         """Run ``work`` over the selection, print a line per portal and a summary, and end with
         status 1 if any portal failed (after every other portal has had its turn)."""
         started = time.monotonic()
         skipped = [
-            operations.PortalOutcome(portal, "skipped", False, "needs re-authorisation; not called")
+            fanout.PortalOutcome(portal, "skipped", False, "needs re-authorisation; not called")
             for portal in selection.skipped
         ]
         for outcome in skipped:
@@ -145,7 +145,7 @@ class PortalCommand(BaseCommand):
             self.write_outcome(outcome)
             progress.update(done)
 
-        outcomes = operations.run_across_portals(
+        outcomes = fanout.run_across_portals(
             portals=selection.portals, work=work, concurrency=options["concurrency"],
             per_portal_rate=options["rate"], on_result=on_result,
         )
@@ -161,7 +161,7 @@ class PortalCommand(BaseCommand):
         if failed:
             raise CommandError(f"{failed} of {len(outcomes)} portal(s) failed", returncode=PORTAL_FAILED)
 
-    def dry_run(self, *, selection: operations.Selection, describe) -> None:
+    def dry_run(self, *, selection: fanout.Selection, describe) -> None:
         """Print what would be done and call nothing."""
         for portal in selection.skipped:
             self.stdout.write(f"skip    {portal.domain} [{portal.member_id}] needs re-authorisation")

@@ -1,0 +1,120 @@
+"""What operators do with our placements on a portal: bind, unbind, list; and pruning the
+invocation log. The placement commands and the portal admin's bind actions call these.
+
+Each ``portal_*`` function handles one portal and returns a ``PortalOutcome`` instead of
+raising; ``portals.fanout.run_across_portals`` runs one of them over many portals.
+"""
+from __future__ import annotations
+
+from placements import registry
+from placements.models import Invocation
+from portals.binds import public_url
+from portals.bitrix import errors
+from portals.fanout import PortalOutcome, outcome_failed
+from portals.models import Portal
+from portals.operations import portal_admin_credential
+from portals.tokens import portal_call
+
+DEFAULT_PLACEMENT = "TASK_VIEW_TOP_PANEL"
+
+
+def handler_url() -> str:
+    """The one handler URL every placement is bound to (dispatch is on PLACEMENT)."""
+    return public_url("placements:handler")
+
+
+def placement_bind_commands() -> dict[str, tuple[str, dict]]:
+    """What the install binds for us (``portals.binds`` provider): every served placement."""
+    handler = handler_url()
+    return {
+        f"placement_{placement.code}": (
+            "placement.bind", {"PLACEMENT": placement.code, "HANDLER": handler, "TITLE": placement.title}
+        )
+        for placement in registry.all_placements()
+    }
+
+
+def invocations_purge_on_uninstall(*, portal: Portal, clean: bool, **_) -> None:
+    """``portal_uninstalled`` receiver: Bitrix24's CLEAN=1 means "delete this portal's data"."""
+    if clean:
+        Invocation.objects.filter(portal=portal).delete()
+
+
+def placement_defaults(*, placement: str | None, handler: str | None, title: str | None) -> tuple[str, str, str]:
+    """(code, handler URL, title) with the contract's defaults filled in."""
+    code = (placement or DEFAULT_PLACEMENT).strip().upper()
+    handler = handler or handler_url()
+    known = registry.get(code)
+    return code, handler, title if title is not None else (known.title if known else code)
+
+
+def portal_bind_placement(*, portal: Portal, placement: str, handler: str, title: str = "") -> PortalOutcome:
+    """``placement.bind``; "Handler already binded" is success (binding is idempotent)."""
+    try:
+        credential = portal_admin_credential(portal)
+        portal_call(
+            credential=credential,
+            method="placement.bind",
+            params={"PLACEMENT": placement, "HANDLER": handler, "TITLE": title},
+        )
+    except errors.AlreadyBound:
+        return PortalOutcome(portal, "already bound", True)
+    except errors.NotConfigured:
+        raise
+    except Exception as exc:  # one portal's failure is its line, never the end of the run
+        return outcome_failed(portal, exc)
+    return PortalOutcome(portal, "bound", True)
+
+
+def portal_unbind_placement(*, portal: Portal, placement: str, handler: str) -> PortalOutcome:
+    """``placement.unbind`` with our HANDLER, so other handlers on the placement survive.
+
+    Bitrix24's ``count`` is not a number of handlers (protocol 0.10): only ``> 0`` means removed.
+    """
+    try:
+        credential = portal_admin_credential(portal)
+        answer = portal_call(
+            credential=credential,
+            method="placement.unbind",
+            params={"PLACEMENT": placement, "HANDLER": handler},
+        )
+    except errors.NotConfigured:
+        raise
+    except Exception as exc:
+        return outcome_failed(portal, exc)
+    result = answer.get("result")
+    count = result.get("count", 0) if isinstance(result, dict) else 0
+    try:
+        removed = int(count) > 0
+    except (TypeError, ValueError):
+        removed = False
+    return PortalOutcome(portal, "removed" if removed else "was not bound", True)
+
+
+def portal_list_placements(*, portal: Portal) -> PortalOutcome:
+    """``placement.get``: our app's handlers on the portal, as rows of dicts."""
+    try:
+        credential = portal_admin_credential(portal)
+        answer = portal_call(credential=credential, method="placement.get")
+    except errors.NotConfigured:
+        raise
+    except Exception as exc:
+        return outcome_failed(portal, exc)
+    rows = answer.get("result") or []
+    rows = [row for row in (rows if isinstance(rows, list) else [rows]) if isinstance(row, dict)]
+    return PortalOutcome(portal, f"{len(rows)} bound", True, rows=rows)
+
+
+def invocations_prune(*, cutoff, batch_size: int, report=None) -> int:
+    """Delete invocations created before ``cutoff``, one short DELETE (and transaction) per batch,
+    so a table of millions is never locked for long; a LIMIT-ed subquery on the created_at index
+    picks each batch."""
+    total = 0
+    while True:
+        batch = Invocation.objects.filter(created_at__lt=cutoff).order_by().values("pk")[:batch_size]
+        deleted, _ = Invocation.objects.filter(pk__in=batch).delete()
+        total += deleted
+        if deleted and report:
+            report(f"deleted {deleted} (total {total})")
+        if deleted < batch_size:
+            return total
