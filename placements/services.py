@@ -10,8 +10,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from django.db import IntegrityError
-from django.utils import timezone, translation
+from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 
 from placements import registry
@@ -19,16 +18,20 @@ from placements.models import Invocation
 from placements.signing import ActionGrant, ActionTokenInvalid, action_token_issue
 from portals import metrics, payload
 from portals.bitrix import client, errors
+from portals.credentials import credential_store_viewer
+from portals.failures import Refused, failure_status
 from portals.models import Credential, Portal
-from portals.tokens import ReauthRequired, expiry_from, portal_batch, portal_relocate
+from portals.relocation import following_a_move
+from portals.tokens import ReauthRequired, portal_batch
 
 logger = logging.getLogger(__name__)
 
 LANGUAGES = ("en", "ru", "de")
 SESSION_EXPIRED = _("Your Bitrix24 session has expired. Close the task and open it again.")
+SESSION_NOT_RENEWED = "Your Bitrix24 session cannot be renewed. Close the task and open it again."
 
 
-class WidgetRefused(Exception):
+class WidgetRefused(Refused):
     """A widget POST we do not serve (403): nothing is written and nothing is called."""
 
     state = "refused"
@@ -40,7 +43,7 @@ class SessionExpired(WidgetRefused):
     state = "session_expired"
 
 
-class ActionRefused(Exception):
+class ActionRefused(Refused):
     """Bitrix24 refused the action for this user (403), e.g. the task cannot be completed now."""
 
 
@@ -107,17 +110,6 @@ def _same_domain(a: str, b: str) -> bool:
     return payload.normalise_domain(a) == payload.normalise_domain(b)
 
 
-def _batch_following_a_move(*, portal: Portal, access_token: str, commands: dict) -> client.BatchResult:
-    """The open's one batch; if the portal changed its address (302), re-learn it from the
-    trusted OAuth server with the posted token (never from Location or DOMAIN) and retry once."""
-    try:
-        return client.batch(client_endpoint=portal.client_endpoint, access_token=access_token, commands=commands)
-    except errors.PortalMoved:
-        if not portal_relocate(portal=portal, access_token=access_token):
-            raise
-    return client.batch(client_endpoint=portal.client_endpoint, access_token=access_token, commands=commands)
-
-
 @dataclass
 class WidgetPage:
     """What the handler page shows: a state, and the entity when there is one."""
@@ -142,35 +134,12 @@ def _viewer(profile) -> dict | None:
 
 def _outcome_for(exc: Exception) -> tuple[str, int, str]:
     """(state, HTTP status, detail) of an open that Bitrix24 did not answer usefully."""
+    status = failure_status(exc)
     if isinstance(exc, errors.Timeout):
-        return "unreachable", 504, "Bitrix24 did not answer in time"
+        return "unreachable", status, "Bitrix24 did not answer in time"
     if isinstance(exc, (errors.TransportError, client.UntrustedEndpoint)):
-        return "unreachable", 502, f"Bitrix24 could not be reached ({getattr(exc, 'code', 'ENDPOINT')})"
-    return "error", 502, f"Bitrix24 answered with an error ({getattr(exc, 'code', '') or 'unknown'})"
-
-
-def credential_store_viewer(
-    *, portal: Portal, user_id: int, access_token: str, refresh_token: str, expires_in: int
-) -> None:
-    """Store the viewer's token pair, for the actions that come after AUTH_EXPIRES.
-
-    One UPDATE on every open but a viewer's first (then one INSERT more), with no BEGIN/COMMIT
-    around it: an upsert (bulk_create) costs three statements per open (bench/run.py).
-    Never turns an admin credential into a user one, and an empty REFRESH_ID keeps the stored one.
-    """
-    now = timezone.now()
-    changes = {"access_token": access_token, "expires_at": expiry_from(expires_in=expires_in, now=now),
-               "last_used_at": now}
-    if refresh_token:
-        changes.update(refresh_token=refresh_token, refreshed_at=now)
-    viewer = Credential.objects.filter(portal=portal, user_id=user_id)
-    if viewer.update(**changes):
-        return
-    try:
-        Credential.objects.create(**{"refresh_token": refresh_token, "refreshed_at": now, **changes},
-                                  portal=portal, user_id=user_id, is_admin=False, created_at=now)
-    except IntegrityError:  # the same viewer's first two opens raced, and the other one inserted
-        viewer.update(**changes)
+        return "unreachable", status, f"Bitrix24 could not be reached ({getattr(exc, 'code', 'ENDPOINT')})"
+    return "error", status, f"Bitrix24 answered with an error ({getattr(exc, 'code', '') or 'unknown'})"
 
 
 def widget_open(*, portal: Portal, request: WidgetRequest) -> WidgetPage:
@@ -184,7 +153,13 @@ def widget_open(*, portal: Portal, request: WidgetRequest) -> WidgetPage:
     page = WidgetPage(state="ok", status=200, placement=placement, portal=portal, lang=request.lang)
     commands = {"profile": ("profile", {}), **placement.load_commands(request.entity_id)}
     try:
-        result = _batch_following_a_move(portal=portal, access_token=request.access_token, commands=commands)
+        # The open's one batch; a portal that changed its address (302) is re-learnt from the
+        # trusted OAuth server with the posted token (never from Location or DOMAIN), once.
+        result = following_a_move(
+            portal=portal, access_token=request.access_token,
+            action=lambda token: client.batch(client_endpoint=portal.client_endpoint, access_token=token,
+                                              commands=commands),
+        )
     except errors.AuthError as exc:
         logger.info("widget refused: portal %s answered %s for the posted token", portal.member_id, exc.code)
         if isinstance(exc, errors.NotInstalled):
@@ -248,7 +223,7 @@ def widget_action(*, grant: ActionGrant, action: str) -> dict:
 
     The token service refreshes the viewer's tokens once AUTH_EXPIRES has elapsed, and once more
     if Bitrix24 answers expired_token early. Raises PayloadError (400) for an unknown action,
-    ActionTokenInvalid/ReauthRequired/ActionRefused (403), BitrixError (502/504).
+    ActionTokenInvalid/ActionRefused (403), BitrixError (502/504).
     """
     placement = registry.get(grant.placement)
     if placement is None:
@@ -261,17 +236,18 @@ def widget_action(*, grant: ActionGrant, action: str) -> dict:
         .first()
     )
     if credential is None or not (credential.access_token or credential.refresh_token):
-        raise ReauthRequired("NO_CREDENTIAL", "Your Bitrix24 session is gone. Reopen the task to continue.")
+        raise ActionRefused(SESSION_NOT_RENEWED)
     commands = dict(placement.load_commands(grant.entity_id))
     call = placement.action_command(action, grant.entity_id)
     if call is not None:
         commands = {"action": call, **commands}
     try:
         result = portal_batch(credential=credential, commands=commands, halt=True)
-    except (errors.InvalidToken, errors.ExpiredToken, errors.NotInstalled):
-        raise ReauthRequired(
-            "TOKEN_REFUSED", "Bitrix24 no longer accepts your session. Reopen the task to continue."
-        ) from None
+    except (ReauthRequired, errors.InvalidToken, errors.ExpiredToken, errors.NotInstalled) as exc:
+        # The token service's own words are for operators (they name the user): the viewer
+        # only needs to know that reopening brings a new session.
+        logger.info("widget action refused: %s", exc.code)
+        raise ActionRefused(SESSION_NOT_RENEWED) from None
     for error in result.errors.values():
         if isinstance(error, (errors.TransportError, errors.RateLimited)):
             raise error

@@ -10,12 +10,14 @@ from dataclasses import dataclass
 
 from django.core import signing
 
+from portals.failures import Refused
+
 SALT = "placements.action-token"
 # Hours, well past AUTH_EXPIRES (one hour): the page keeps working while the user keeps it open.
 MAX_AGE_SECONDS = 8 * 3600
 
 
-class ActionTokenInvalid(Exception):
+class ActionTokenInvalid(Refused):
     """Missing, tampered with, or expired; ``str()`` says which, for a person to read."""
 
 

@@ -15,22 +15,18 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from placements.services import (
-    ActionRefused,
     WidgetPage,
-    WidgetRefused,
     portal_for_widget,
     widget_action,
     widget_language,
     widget_open,
     widget_request_parse,
 )
-from placements.signing import ActionTokenInvalid, action_token_read
-from portals import metrics, payload
-from portals.bitrix import errors
+from placements.signing import action_token_read
+from portals import failures, metrics, payload
+from portals.failures import Refused, failure_message, failure_status
 from portals.framing import allow_framing_by
 from portals.responses import json_error
-from portals.tokens import ReauthRequired
-from portals.views import failure_message, failure_status
 
 logger = logging.getLogger(__name__)
 
@@ -77,14 +73,12 @@ def handler(request: HttpRequest) -> HttpResponse:
         widget_request = widget_request_parse(params=_params(request))
         portal = portal_for_widget(member_id=widget_request.member_id)
         page = widget_open(portal=portal, request=widget_request)
-    except payload.PayloadError as exc:
-        logger.info("widget refused (400): %s", exc)
-        metrics.widget_refusals.labels("bad_request").inc()
-        return _refusal_page(request, status=400, state="bad_request", message=str(exc), lang=lang)
-    except WidgetRefused as exc:
-        logger.info("widget refused (403): %s", exc.state)
-        metrics.widget_refusals.labels(exc.state).inc()
-        return _refusal_page(request, status=403, state=exc.state, message=exc.args[0], lang=lang)
+    except (payload.PayloadError, Refused) as exc:
+        status, state = failure_status(exc), getattr(exc, "state", "bad_request")
+        logger.info("widget refused (%s): %s", status, exc if status == 400 else state)
+        metrics.widget_refusals.labels(state).inc()
+        # args[0], not str(exc): a lazy translation, rendered in the viewer's language below.
+        return _refusal_page(request, status=status, state=state, message=exc.args[0], lang=lang)
     request.log_context = {  # verified: Bitrix24 accepted the posted token for this portal
         "member_id": portal.member_id, "domain": portal.domain, "placement": page.placement.code,
         "entity_id": widget_request.entity_id, "user_id": page.viewer.get("id"), "detail": page.detail,
@@ -100,14 +94,8 @@ def action(request: HttpRequest) -> JsonResponse:
         params = _params(request)
         grant = action_token_read(token=params.get("token", "").strip())
         entity = widget_action(grant=grant, action=params.get("action", "").strip())
-    except ActionTokenInvalid as exc:
-        return json_error(403, str(exc))
-    except ActionRefused as exc:
-        return json_error(403, str(exc))
-    except ReauthRequired as exc:
-        logger.info("widget action refused: %s", exc.code)
-        return json_error(403, "Your Bitrix24 session cannot be renewed. Close the task and open it again.")
-    except (payload.PayloadError, errors.BitrixError) as exc:
-        logger.info("widget action failed: %s", getattr(exc, "code", exc))
-        return json_error(failure_status(exc), failure_message(exc))
+    except failures.EXPECTED as exc:
+        status = failure_status(exc)
+        logger.info("widget action refused (%s): %s", status, getattr(exc, "code", type(exc).__name__))
+        return json_error(status, failure_message(exc))
     return JsonResponse({"task": entity})

@@ -16,9 +16,8 @@ from typing import Callable, Iterable
 from django.db import connections
 
 from portals.bitrix import errors
-from portals.logging import scrub
+from portals.failures import failure_line
 from portals.models import Portal
-from portals.tokens import ReauthRequired
 
 DEFAULT_CONCURRENCY = 32
 # Bitrix24 drains 2 requests a second per portal (protocol 4.4): never go faster on average.
@@ -50,12 +49,8 @@ class PortalOutcome:
 
 def outcome_failed(portal: Portal, exc: BaseException) -> PortalOutcome:
     """The line of a portal whose work raised: re-authorisation needed, or a scrubbed error."""
-    if isinstance(exc, ReauthRequired):
-        status = "uninstalled" if exc.code == "UNINSTALLED" else "needs re-authorisation"
-        return PortalOutcome(portal, status, False, exc.description or str(exc))
-    if isinstance(exc, errors.BitrixError):
-        return PortalOutcome(portal, "failed", False, scrub(str(exc)))
-    return PortalOutcome(portal, "failed", False, scrub(f"{type(exc).__name__}: {exc}"))
+    status, detail = failure_line(exc)
+    return PortalOutcome(portal, status, False, detail)
 
 
 # --- selection --------------------------------------------------------------------------------

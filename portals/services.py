@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from portals import binds
 from portals.bitrix import client, errors
+from portals.credentials import credential_store_installer
 from portals.models import Credential, Portal
 from portals.payload import normalise_domain
 from portals.signals import portal_uninstalled
@@ -90,27 +91,16 @@ def portal_store_grant(*, grant: InstallGrant, server: str, info: dict, install:
                     for name, value in portal_fields.items():
                         setattr(portal, name, value)
                     portal.save()
-                credential = _credential_store(portal=portal, user_id=user_id or 0, grant=grant, now=now)
+                credential = credential_store_installer(
+                    portal=portal, user_id=user_id or 0, access_token=grant.access_token,
+                    refresh_token=grant.refresh_token,
+                    expires_at=expiry_from(expires=grant.expires, expires_in=grant.expires_in, now=now), now=now,
+                )
                 return portal, credential
         except IntegrityError:
             if attempt == 2:
                 raise
     raise AssertionError("unreachable")
-
-
-def _credential_store(*, portal: Portal, user_id: int, grant: InstallGrant, now) -> Credential:
-    credential, _ = Credential.objects.select_for_update().get_or_create(
-        portal=portal, user_id=user_id, defaults={"is_admin": True}
-    )
-    credential.is_admin = True
-    credential.access_token = grant.access_token
-    # An empty REFRESH_ID (some on-premise portals) never overwrites a stored refresh token.
-    if grant.refresh_token:
-        credential.refresh_token = grant.refresh_token
-    credential.expires_at = expiry_from(expires=grant.expires, expires_in=grant.expires_in, now=now)
-    credential.refreshed_at = now
-    credential.save()
-    return credential
 
 
 def _int_or_none(value) -> int | None:

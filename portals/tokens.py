@@ -15,8 +15,7 @@ from django.utils import timezone
 
 from portals.bitrix import client, errors
 from portals.models import Credential, Portal
-from portals.payload import normalise_domain
-from portals.verification import VerificationRefused, verify_app_info
+from portals.relocation import following_a_move
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -121,43 +120,16 @@ def credential_mark_used(*, credential: Credential) -> None:
         credential.last_used_at = now
 
 
-def portal_relocate(*, portal: Portal, access_token: str) -> bool:
-    """After a 302 from the portal: learn its new REST address from the trusted OAuth server.
-
-    The Location header is never followed: it could point anywhere, and the token would go with
-    it. ``member_id`` survives a domain change (protocol 4.3), so the OAuth server's answer for our
-    token names the portal's current address. True when the stored address changed.
-    """
-    info = client.oauth_app_info(server=portal.server_endpoint, access_token=access_token)
-    try:
-        install = verify_app_info(info, member_id=portal.member_id)  # our app, this portal
-    except VerificationRefused:
-        return False
-    endpoint = install["client_endpoint"]
-    if endpoint == portal.client_endpoint:
-        return False
-    domain = normalise_domain(install.get("domain") or portal.domain)[:255]
-    Portal.objects.filter(pk=portal.pk).update(client_endpoint=endpoint, domain=domain, updated_at=timezone.now())
-    logger.info("portal %s moved from %s to %s", portal.member_id, portal.domain, domain)
-    portal.client_endpoint, portal.domain = endpoint, domain
-    return True
-
-
 def with_credential(*, credential: Credential, action: Callable[[str], T]) -> T:
     """Run ``action(access_token)``; on ``expired_token`` refresh once and retry once; on a 302
     from a portal that changed its address, re-learn the address and retry once."""
     token = credential_access_token(credential=credential)
     credential_mark_used(credential=credential)
     try:
-        try:
-            return action(token)
-        except errors.ExpiredToken:
-            token = credential_refresh(credential=credential, stale_access_token=token).access_token
-            return action(token)
-    except errors.PortalMoved:
-        if not portal_relocate(portal=credential.portal, access_token=token):
-            raise
-        return action(token)
+        return following_a_move(portal=credential.portal, access_token=token, action=action)
+    except errors.ExpiredToken:
+        token = credential_refresh(credential=credential, stale_access_token=token).access_token
+        return following_a_move(portal=credential.portal, access_token=token, action=action)
 
 
 def portal_call(*, credential: Credential, method: str, params: dict | None = None) -> dict:

@@ -11,42 +11,13 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from portals import payload
-from portals.bitrix import errors
+from portals import failures, payload
+from portals.failures import failure_message, failure_status
 from portals.framing import allow_framing_by
 from portals.responses import json_error
 from portals.services import InstallGrant, portal_install, portal_uninstall, portal_update
-from portals.tokens import ReauthRequired
-from portals.verification import VerificationRefused
 
 logger = logging.getLogger(__name__)
-
-
-def failure_status(exc: Exception) -> int:
-    """The HTTP status for a failure of a Bitrix24-facing request (see ARCHITECTURE.md)."""
-    if isinstance(exc, payload.PayloadError):
-        return 400
-    if isinstance(exc, (VerificationRefused, errors.UntrustedServer, ReauthRequired)):
-        return 403
-    if isinstance(exc, errors.NotConfigured):
-        return 503
-    if isinstance(exc, errors.Timeout):
-        return 504
-    return 502
-
-
-def failure_message(exc: Exception) -> str:
-    if isinstance(exc, (payload.PayloadError, VerificationRefused)):
-        return str(exc)
-    if isinstance(exc, errors.UntrustedServer):
-        return "The request names an OAuth server this app does not trust; nothing was sent to it."
-    if isinstance(exc, errors.NotConfigured):
-        return "This app is not configured yet: " + exc.description + "."
-    if isinstance(exc, ReauthRequired):
-        return exc.description
-    if isinstance(exc, errors.Timeout):
-        return "Bitrix24 did not answer in time. Please open the app again to retry."
-    return f"Bitrix24 answered with an error ({getattr(exc, 'code', '') or 'no answer'}). Please open the app again to retry."
 
 
 def _install_page(request, *, status: int, context: dict, frame_origin: str | None) -> HttpResponse:
@@ -76,7 +47,7 @@ def install(request: HttpRequest) -> HttpResponse:
         if placement != "DEFAULT":
             raise payload.PayloadError(f"PLACEMENT must be DEFAULT on the install page, not {placement[:40]!r}.")
         portal, bind = portal_install(grant=grant)
-    except (payload.PayloadError, VerificationRefused, errors.BitrixError) as exc:
+    except failures.EXPECTED as exc:
         status = failure_status(exc)
         logger.info("install refused: %s %s", status, getattr(exc, "code", type(exc).__name__))
         return _install_page(
@@ -148,5 +119,5 @@ def events(request: HttpRequest) -> JsonResponse:
             request.log_context = {"event": event, "detail": outcome.detail}
             return JsonResponse({"status": "success", "event": event, "result": outcome.detail})
         raise payload.PayloadError(f"Unknown event {event[:40]!r}.")
-    except (payload.PayloadError, VerificationRefused, errors.BitrixError) as exc:
+    except failures.EXPECTED as exc:
         return _json_error(exc)

@@ -1,0 +1,67 @@
+"""The one place that decides what a failure means to whoever sees it: the HTTP status and the
+message of a Bitrix24-facing view, and the line an operator's command prints.
+
+Every view of every app and the commands ask here, so "Bitrix24 timed out" is a 504 and says the
+same thing whether the install page, the event handler or the widget's action met it.
+"""
+from __future__ import annotations
+
+from portals import payload
+from portals.bitrix import errors
+from portals.logging import scrub
+from portals.tokens import ReauthRequired
+from portals.verification import VerificationRefused
+
+
+class Refused(Exception):
+    """A request we do not serve, from an app built on portals (the widget, its actions).
+
+    ``str()`` is for the person who sees it; ``status`` is the answer (403 unless a subclass says).
+    """
+
+    status = 403
+
+
+# What a Bitrix24-facing view catches: each of these has a status and a message below; anything
+# else is our own bug and becomes Django's 500.
+EXPECTED = (payload.PayloadError, VerificationRefused, Refused, errors.BitrixError)
+
+
+def failure_status(exc: Exception) -> int:
+    """The HTTP status for a failure of a Bitrix24-facing request (see ARCHITECTURE.md)."""
+    if isinstance(exc, payload.PayloadError):
+        return 400
+    if isinstance(exc, Refused):
+        return exc.status
+    if isinstance(exc, (VerificationRefused, errors.UntrustedServer, ReauthRequired)):
+        return 403
+    if isinstance(exc, errors.NotConfigured):
+        return 503
+    if isinstance(exc, errors.Timeout):
+        return 504
+    return 502
+
+
+def failure_message(exc: Exception) -> str:
+    """What the person (or the portal's log) is told; never a token."""
+    if isinstance(exc, (payload.PayloadError, VerificationRefused, Refused)):
+        return str(exc)
+    if isinstance(exc, errors.UntrustedServer):
+        return "The request names an OAuth server this app does not trust; nothing was sent to it."
+    if isinstance(exc, errors.NotConfigured):
+        return "This app is not configured yet: " + exc.description + "."
+    if isinstance(exc, ReauthRequired):
+        return exc.description
+    if isinstance(exc, errors.Timeout):
+        return "Bitrix24 did not answer in time. Please open the app again to retry."
+    return f"Bitrix24 answered with an error ({getattr(exc, 'code', '') or 'no answer'}). Please open the app again to retry."
+
+
+def failure_line(exc: BaseException) -> tuple[str, str]:
+    """(status word, detail) of a portal whose work failed, as an operator's command prints it."""
+    if isinstance(exc, ReauthRequired):
+        status = "uninstalled" if exc.code == "UNINSTALLED" else "needs re-authorisation"
+        return status, exc.description or str(exc)
+    if isinstance(exc, errors.BitrixError):
+        return "failed", scrub(str(exc))
+    return "failed", scrub(f"{type(exc).__name__}: {exc}")
