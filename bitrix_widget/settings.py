@@ -61,6 +61,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "bitrix_widget.context_processors.bitrix24_library",
             ],
         },
     },
@@ -146,6 +147,21 @@ if not TOKEN_ENCRYPTION_KEYS:
     if not DEBUG:
         raise ImproperlyConfigured("TOKEN_ENCRYPTION_KEYS must be set when DEBUG is off.")
     TOKEN_ENCRYPTION_KEYS = [_development_encryption_key(SECRET_KEY)]
+
+# Bitrix24's JS library, loaded by every page a portal frames (protocol 9); the sandbox stands it in.
+B24_JS_LIBRARY_URL = "//api.bitrix24.com/api/v1/"
+
+# --- Sandbox (development only: DEBUG on and no Bitrix24 credentials) ----------------------------
+# A fake Bitrix24 runs beside the app on loopback and /sandbox/ simulates a portal framing the real
+# widget (sandbox/). Never with DEBUG off, never once real credentials are set; B24_SANDBOX=false
+# turns it off in development too (the test suite does).
+SANDBOX = DEBUG and not (B24_CLIENT_ID or B24_CLIENT_SECRET) and env.bool("B24_SANDBOX", default=True)
+if SANDBOX:
+    INSTALLED_APPS.append("sandbox")
+    # Starts the fake when the server loads its handler, then leaves the request path.
+    MIDDLEWARE.append("sandbox.middleware.SandboxStartMiddleware")
+    B24_ALLOW_PRIVATE_ENDPOINTS = True  # the fake's portal lives on http://127.0.0.1
+    B24_JS_LIBRARY_URL = "/static/sandbox/bx24.js"
 
 # --- Production security (DEBUG off) -------------------------------------------------------------
 if not DEBUG:

@@ -19,6 +19,7 @@ class Placement:
 
     code: str = ""
     title: str = ""
+    scope: str = ""  # the Bitrix24 scope its REST calls need (the app asks for it at registration)
     template: str = ""
     entity_keys: tuple[str, ...] = ()
     actions: dict[str, str] = {}
@@ -62,6 +63,7 @@ class Placement:
 class TaskPlacement(Placement):
     """Any placement inside a task card: the entity is the task, loaded with the viewer's rights."""
 
+    scope = "task"
     entity_keys = ("taskId", "TASK_ID")  # TASK_ID: portals older than 2026-08 (protocol 0.2)
     actions = {
         "start": "tasks.task.start",

@@ -6,6 +6,8 @@ import os
 
 os.environ.setdefault("DEBUG", "true")
 os.environ.setdefault("B24_ALLOW_PRIVATE_ENDPOINTS", "true")
+# The suite drives its own fakes; the sandbox is tested against a real server (tests/test_sandbox.py).
+os.environ.setdefault("B24_SANDBOX", "false")
 
 from bitrix_widget.settings import *  # noqa: E402,F401,F403
 

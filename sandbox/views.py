@@ -1,0 +1,156 @@
+"""A simulated Bitrix24 portal: the install step, task cards framing the real widget, controls.
+
+Every frame is loaded the way Bitrix24 loads it, by a form POST into an iframe with the fields a
+portal sends; the app answers through its real views. Development only (DEBUG on, loopback).
+"""
+from __future__ import annotations
+
+import ipaddress
+from functools import wraps
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http.request import split_domain_port
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.dateparse import parse_datetime
+from django.views.decorators.http import require_GET, require_POST
+
+from placements.tasks import STATUS_LABELS
+from sandbox import runtime
+from sandbox.runtime import ADMIN_USER_ID, EMPLOYEE_USER_ID, TASK_PLACEMENT, sandbox
+
+LANGUAGES = ("en", "ru", "de")
+
+
+def _loopback(address: str | None) -> bool:
+    try:
+        return ipaddress.ip_address((address or "").split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def sandbox_only(view):
+    """404 unless DEBUG is on and the browser is on this machine; a host name without a dot
+    (localhost) is sent to 127.0.0.1, since Bitrix24 binds only dotted handler hosts (protocol 5.1)."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs):
+        if not (settings.DEBUG and settings.SANDBOX) or not _loopback(request.META.get("REMOTE_ADDR")):
+            raise Http404("The sandbox runs only in development, for a browser on this machine.")
+        hostname, port = split_domain_port(request.get_host())
+        if "." not in hostname and request.method == "GET":
+            return redirect(f"{request.scheme}://127.0.0.1{':' + port if port else ''}{request.get_full_path()}")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def _lang(request: HttpRequest) -> str:
+    lang = request.GET.get("lang", "en")
+    return lang if lang in LANGUAGES else "en"
+
+
+def _viewer(request: HttpRequest) -> int:
+    return EMPLOYEE_USER_ID if request.GET.get("user") == str(EMPLOYEE_USER_ID) else ADMIN_USER_ID
+
+
+def _base_url(request: HttpRequest) -> str:
+    return f"{request.scheme}://{request.get_host()}"
+
+
+def _chrome(request: HttpRequest, **context) -> dict:
+    """What every sandbox page shows around its frame: the portal, the viewer, the controls."""
+    box = sandbox()
+    lang, viewer = _lang(request), _viewer(request)
+    return {
+        "box": box,
+        "lang": lang,
+        "languages": LANGUAGES,
+        "viewer": box.user(viewer),
+        "users": [box.user(ADMIN_USER_ID), box.user(EMPLOYEE_USER_ID)],
+        "tasks": sorted(box.portal.tasks.values(), key=lambda task: task.id),
+        "slow": box.slow,
+        "superuser_command": (
+            "DEBUG=true DJANGO_SUPERUSER_PASSWORD=admin .venv/bin/python manage.py createsuperuser "
+            "--noinput --username admin --email admin@example.com"
+        ),
+        **context,
+    }
+
+
+@require_GET
+@sandbox_only
+def portal(request: HttpRequest) -> HttpResponse:
+    """GET /sandbox/: the demo portal. Installs the app first (the administrator's install page,
+    framed and POSTed as Bitrix24 does), then opens the first task card."""
+    box = sandbox()
+    if box.installed_here():
+        return redirect(f"{reverse('sandbox:task', args=[1])}?{urlencode({'lang': _lang(request)})}")
+    action, fields = box.install_post(base_url=_base_url(request), lang=_lang(request))
+    context = _chrome(
+        request, frame_action=action, frame_fields=fields, frame_title="Install the app",
+        next_url=reverse("sandbox:task", args=[1]) + "?" + urlencode({"lang": _lang(request)}),
+    )
+    return render(request, "sandbox/install.html", context)
+
+
+@require_GET
+@sandbox_only
+def task_card(request: HttpRequest, task_id: int) -> HttpResponse:
+    """GET /sandbox/tasks/<id>/: a task card whose Applications block frames our widget."""
+    box = sandbox()
+    task = box.task(task_id)
+    if task is None:
+        raise Http404("The demo portal has no such task.")
+    if not box.installed_here():
+        return render(request, "sandbox/not_installed.html", _chrome(request), status=200)
+    handler = box.bound_handler(TASK_PLACEMENT)
+    query, fields = box.frame_post(
+        user_id=_viewer(request), placement=TASK_PLACEMENT, lang=_lang(request),
+        options={"taskId": str(task.id), "URI": f"/company/personal/user/{task.responsible_id}/tasks/task/view/{task.id}/"},
+    )
+    context = _chrome(
+        request, task=task, status_label=STATUS_LABELS.get(task.status, task.status),
+        responsible=box.user(task.responsible_id), creator=box.user(task.created_by),
+        deadline=parse_datetime(task.deadline) if task.deadline else None,
+        frame_action=f"{handler}?{urlencode(query)}", frame_fields=fields, frame_title="Task widget",
+    )
+    return render(request, "sandbox/task.html", context)
+
+
+@require_GET
+@sandbox_only
+def task_state(request: HttpRequest, task_id: int) -> JsonResponse:
+    """The fake's own view of a task, so the card shows what the widget's actions changed."""
+    task = sandbox().task(task_id)
+    if task is None:
+        raise Http404("The demo portal has no such task.")
+    return JsonResponse({"id": task.id, "title": task.title, "status": task.status,
+                         "status_label": str(STATUS_LABELS.get(task.status, task.status))})
+
+
+@require_POST
+@sandbox_only
+def control(request: HttpRequest, name: str) -> JsonResponse:
+    """POST /sandbox/controls/<name>/: make the demo portal misbehave the way real ones do."""
+    box = sandbox()
+    if name == "expire-token":
+        box.expire_tokens()
+        message = ("Every access token of the demo portal has expired. Click an action in the widget: "
+                   "the app refreshes the viewer's token and carries on.")
+    elif name == "slow-portal":
+        box.set_slow(request.POST.get("on") == "1")
+        message = (f"The portal now takes {runtime.SLOW_LATENCY:g} s per REST call: open the card again, or "
+                   "click an action, and watch the widget wait." if box.slow else
+                   f"The portal answers in {runtime.NORMAL_LATENCY * 1000:.0f} ms again.")
+    elif name == "uninstall":
+        answers = box.uninstall()
+        statuses = ", ".join(str(answer["status"]) for answer in answers) or "no handler was bound"
+        message = (f"The app was deleted from the demo portal; Bitrix24 sent ONAPPUNINSTALL (the app answered "
+                   f"{statuses}). The admin now shows the portal as uninstalled; open the portal to install it again.")
+        return JsonResponse({"message": message, "answers": answers, "reload": True})
+    else:
+        raise Http404("No such control.")
+    return JsonResponse({"message": message, "slow": box.slow})
