@@ -47,8 +47,8 @@ class Sandbox:
 
     def bound_handler(self, placement: str) -> str | None:
         """The handler URL the app bound for ``placement`` (what Bitrix24 frames), or None."""
-        with self.fake._lock:
-            return next((b["handler"] for b in self.portal.placements if b["placement"] == placement), None)
+        bindings = list(self.portal.placements)  # a copy: the fake's threads change the list
+        return next((b["handler"] for b in bindings if b["placement"] == placement), None)
 
     def task(self, task_id: int):
         return self.portal.tasks.get(task_id)
@@ -101,14 +101,20 @@ class Sandbox:
     def uninstall(self) -> list[dict]:
         """The administrator deletes the app: tokens die, bindings go, and Bitrix24 calls every
         ONAPPUNINSTALL handler (2.1). Returns each handler's answer."""
-        with self.fake._lock:
-            handlers = [e["handler"] for e in self.portal.events if e["event"] == "ONAPPUNINSTALL"]
+        handlers = self._handlers("ONAPPUNINSTALL")  # read first: uninstalling drops the bindings
         self.fake.uninstall(self.portal)
+        return self._deliver(handlers, event="ONAPPUNINSTALL", data={"LANGUAGE_ID": "en", "CLEAN": "0"})
+
+    def _handlers(self, event: str) -> list[str]:
+        return [e["handler"] for e in list(self.portal.events) if e["event"] == event]
+
+    def _deliver(self, handlers: list[str], *, event: str, data: dict) -> list[dict]:
+        """POST the event to each handler as Bitrix24's queue does (2.3): an application-token
+        envelope, no user auth. Returns each handler's answer."""
         body = {
-            "event": "ONAPPUNINSTALL",
-            "data[LANGUAGE_ID]": "en",
-            "data[CLEAN]": "0",
+            "event": event,
             "ts": str(int(dt.datetime.now().timestamp())),
+            **{f"data[{key}]": value for key, value in data.items()},
             "auth[domain]": self.portal.domain,
             "auth[server_endpoint]": self.fake.oauth_url + "/rest/",
             "auth[status]": self.portal.app_status,
