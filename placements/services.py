@@ -18,7 +18,7 @@ from placements.models import Invocation
 from placements.signing import ActionGrant, ActionTokenInvalid, action_token_issue
 from portals import metrics, payload
 from portals.bitrix import client, errors
-from portals.credentials import credential_store_viewer
+from portals.credentials import credential_store_viewer, portal_still_installed
 from portals.failures import Refused, failure_status
 from portals.models import Credential, Portal
 from portals.relocation import following_a_move
@@ -26,7 +26,7 @@ from portals.tokens import ReauthRequired, portal_batch
 
 logger = logging.getLogger(__name__)
 
-LANGUAGES = ("en", "ru", "de")
+NOT_INSTALLED = _("This app is not installed on this Bitrix24 portal.")
 SESSION_EXPIRED = _("Your Bitrix24 session has expired. Close the task and open it again.")
 SESSION_NOT_RENEWED = "Your Bitrix24 session cannot be renewed. Close the task and open it again."
 
@@ -47,10 +47,7 @@ class ActionRefused(Refused):
     """Bitrix24 refused the action for this user (403), e.g. the task cannot be completed now."""
 
 
-def widget_language(value: str) -> str:
-    """Bitrix24's LANG (``en``, ``ru``, ``de``, ``ua``, ``br``...) as one of ours, else English."""
-    code = (value or "").strip().lower().replace("_", "-").split("-")[0]
-    return code if code in LANGUAGES else "en"
+widget_language = payload.language_code  # one rule for every page a person reads
 
 
 @dataclass
@@ -99,7 +96,7 @@ def portal_for_widget(*, member_id: str) -> Portal:
         portal = Portal.objects.installed().defer("application_token").get(member_id=member_id)
     except Portal.DoesNotExist:
         # Unknown or uninstalled: calling the stored endpoint would hand a stranger's token around.
-        raise WidgetRefused(_("This app is not installed on this Bitrix24 portal.")) from None
+        raise WidgetRefused(NOT_INSTALLED) from None
     return portal
 
 
@@ -180,17 +177,26 @@ def widget_open(*, portal: Portal, request: WidgetRequest) -> WidgetPage:
         page.state, page.status, page.detail = _outcome_for(error or errors.BitrixError("NO_PROFILE"))
     if viewer is not None:
         page.viewer = viewer
-        credential_store_viewer(
-            portal=portal, user_id=viewer["id"], access_token=request.access_token,
-            refresh_token=request.refresh_token, expires_in=request.expires_in,
-        )
         _fill_entity(page, result=result, request=request)
-    Invocation.objects.create(
+    # The invocation first: an uninstall that commits after it purges it (CLEAN), and one that
+    # committed before is seen by the viewer's store (or by the check) just after.
+    invocation = Invocation.objects.create(
         portal=portal, placement=placement.code, entity_id=request.entity_id,
         user_id=viewer["id"] if viewer else None, lang=request.lang,
         outcome=Invocation.Outcome.OK if page.state in ("ok", "not_found") else Invocation.Outcome.ERROR,
         detail=page.detail[:255], duration_ms=int((time.monotonic() - started) * 1000),
     )
+    if viewer is not None:
+        still_installed = credential_store_viewer(
+            portal=portal, user_id=viewer["id"], access_token=request.access_token,
+            refresh_token=request.refresh_token, expires_in=request.expires_in,
+        )
+    else:
+        still_installed = portal_still_installed(portal=portal)
+    if not still_installed:  # uninstalled while this open's batch was in flight
+        invocation.delete()
+        page.action_token = ""
+        raise WidgetRefused(NOT_INSTALLED)
     metrics.widget_opens.labels(placement.code, "ok" if page.state in ("ok", "not_found") else "error").inc()
     metrics.widget_open_seconds.labels(placement.code).observe(time.monotonic() - started)
     return page

@@ -32,13 +32,21 @@ def credential_store_installer(
     return credential
 
 
+def _installed(portal: Portal):
+    return Portal.objects.installed().filter(pk=portal.pk)
+
+
 def credential_store_viewer(
     *, portal: Portal, user_id: int, access_token: str, refresh_token: str, expires_in: int
-) -> None:
-    """Store the viewer's token pair, for the actions that come after AUTH_EXPIRES.
+) -> bool:
+    """Store the viewer's token pair, for the actions that come after AUTH_EXPIRES; False (and
+    nothing kept) when the portal was uninstalled meanwhile.
 
-    One UPDATE on every open but a viewer's first (then one INSERT more), with no BEGIN/COMMIT
-    around it: an upsert (bulk_create) costs three statements per open (bench/run.py).
+    One UPDATE on every open but a viewer's first (then an INSERT and two checks more), with no
+    BEGIN/COMMIT around it: an upsert (bulk_create) costs three statements per open (bench/run.py).
+    The UPDATE itself asks that the portal is still installed; an INSERT is checked before and
+    after it is written. The uninstall blanks tokens once more after it commits, so every write
+    lands either before that blanking or before this check (portals.services.portal_uninstall).
     Never turns an admin credential into a user one, and an empty REFRESH_ID keeps the stored one.
     """
     now = timezone.now()
@@ -47,10 +55,20 @@ def credential_store_viewer(
     if refresh_token:
         changes.update(refresh_token=refresh_token, refreshed_at=now)
     viewer = Credential.objects.filter(portal=portal, user_id=user_id)
-    if viewer.update(**changes):
-        return
+    if viewer.filter(portal_id__in=_installed(portal).values("pk")).update(**changes):
+        return True
+    if not _installed(portal).exists():  # not a first open: the portal went away meanwhile
+        return False
     try:
         Credential.objects.create(**{"refresh_token": refresh_token, "refreshed_at": now, **changes},
                                   portal=portal, user_id=user_id, is_admin=False, created_at=now)
     except IntegrityError:  # the same viewer's first two opens raced, and the other one inserted
         viewer.update(**changes)
+    if _installed(portal).exists():
+        return True
+    viewer.update(access_token="", refresh_token="", expires_at=None)
+    return False
+
+
+def portal_still_installed(*, portal: Portal) -> bool:
+    return _installed(portal).exists()

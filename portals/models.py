@@ -16,6 +16,10 @@ class PortalQuerySet(models.QuerySet):
 
 
 class Portal(models.Model):
+    # status_detail of a portal an operator disabled (status uninstalled, tokens kept): only an
+    # operator's Enable undoes it, never an install page or event (ARCHITECTURE.md, trust rules).
+    DISABLED_DETAIL = "Disabled by operator"
+
     class Status(models.TextChoices):
         ACTIVE = "active", "active"
         NEEDS_REAUTH = "needs_reauth", "needs re-authorisation"
@@ -56,6 +60,10 @@ class Portal(models.Model):
 
         parts = urlsplit(self.client_endpoint)
         return f"{parts.scheme}://{parts.netloc}"
+
+    @property
+    def disabled_by_operator(self) -> bool:
+        return self.status == Portal.Status.UNINSTALLED and self.status_detail == Portal.DISABLED_DETAIL
 
     def admin_credential(self):
         """The installer's credential (the one commands use), or None."""

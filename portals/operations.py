@@ -18,7 +18,7 @@ from portals.fanout import PortalOutcome, outcome_failed
 from portals.models import Credential, Portal
 from portals.tokens import ReauthRequired, credential_refresh
 
-DISABLED_DETAIL = "Disabled by operator"
+DISABLED_DETAIL = Portal.DISABLED_DETAIL
 
 
 def portal_admin_credential(portal: Portal) -> Credential:

@@ -13,6 +13,9 @@ _BRACKETS = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
 MAX_BRACKET_DEPTH = 4
 
 
+LANGUAGES = ("en", "ru", "de")
+
+
 class PayloadError(ValueError):
     """The request is malformed; ``str()`` says what is wrong, for a person to read."""
 
@@ -137,3 +140,9 @@ def placement_options(params: dict, name: str = "PLACEMENT_OPTIONS") -> dict:
     if _depth(value) > MAX_PLACEMENT_OPTIONS_DEPTH:
         raise PayloadError(f"{name} is nested too deeply.")
     return value
+
+
+def language_code(value: str) -> str:
+    """Bitrix24's LANG (``en``, ``ru``, ``de``, ``ua``, ``br``...) as one of ours, else English."""
+    code = (value or "").strip().lower().replace("_", "-").split("-")[0]
+    return code if code in LANGUAGES else "en"

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from portals import binds
@@ -19,10 +21,10 @@ from portals.payload import normalise_domain
 from portals.signals import portal_uninstalled
 from portals.tokens import (
     ReauthRequired,
-    credential_access_token,
     expiry_from,
     portal_batch,
     portal_mark_needs_reauth,
+    with_credential,
 )
 from portals.verification import VerificationRefused, application_token_matches, verify_app_info
 
@@ -47,6 +49,17 @@ class InstallGrant:
     scope: str = ""
 
 
+class NotAdministrator(Exception):
+    """Bitrix24 says the grant's user is no portal administrator: nothing is stored or bound.
+
+    Every user of a portal sees an AUTH_ID in each widget frame and may open the app's pages, so
+    a valid token proves a user, not an installer."""
+
+    def __init__(self, *, domain: str, origin: str):
+        super().__init__("Only a portal administrator can install or update this app.")
+        self.domain, self.origin = domain, origin
+
+
 def grant_verify(*, grant: InstallGrant) -> tuple[str, dict, dict]:
     """Ask the trusted OAuth server about the grant's token; (server, app_info, install).
 
@@ -62,9 +75,37 @@ def grant_verify(*, grant: InstallGrant) -> tuple[str, dict, dict]:
     return server, info, install
 
 
-def portal_store_grant(*, grant: InstallGrant, server: str, info: dict, install: dict) -> tuple[Portal, Credential]:
-    """Write the verified portal and its installer's credential (one row each, however many
-    identical requests arrive at once)."""
+def grant_prove_admin(*, grant: InstallGrant, info: dict, install: dict) -> int:
+    """The grant's user id once the portal says (``profile``, ``ADMIN: true``) they are an admin.
+
+    Asked on its own, before any bind: ordinary users may bind online events, so a batch that
+    mixed the check with the binds would bind under a non-admin's token (protocol 2.5, 8).
+    Stops: any user posting their widget AUTH_ID to the install page or in ONAPPINSTALL/UPDATE
+    to become the installer (their token chosen by commands, their APPLICATION_TOKEN stored).
+    """
+    try:
+        answer = client.call(
+            client_endpoint=install["client_endpoint"], method="profile", access_token=grant.access_token
+        )
+    except errors.AuthError as exc:
+        raise VerificationRefused(f"The portal refused the token ({exc.code}).") from None
+    profile = answer.get("result")
+    user_id = str(profile.get("ID", "")) if isinstance(profile, dict) else ""
+    if not (user_id.isascii() and user_id.isdigit() and len(user_id) <= 18):
+        raise VerificationRefused("The portal did not say who the token belongs to.")
+    if info.get("user_id") not in (None, "") and str(info.get("user_id")) != user_id:
+        raise VerificationRefused("The OAuth server and the portal disagree about the token's user.")
+    if profile.get("ADMIN") is not True:
+        parts = urlsplit(install["client_endpoint"])
+        raise NotAdministrator(
+            domain=normalise_domain(install.get("domain") or grant.domain), origin=f"{parts.scheme}://{parts.netloc}"
+        )
+    return int(user_id)
+
+
+def portal_store_grant(*, grant: InstallGrant, server: str, info: dict, install: dict, user_id: int) -> tuple[Portal, Credential]:
+    """Write the verified portal and its proven administrator's credential (one row each,
+    however many identical requests arrive at once). An operator's Disable is kept."""
     now = timezone.now()
     portal_fields = {
         "domain": normalise_domain(install.get("domain") or grant.domain)[:255],
@@ -78,7 +119,6 @@ def portal_store_grant(*, grant: InstallGrant, server: str, info: dict, install:
     }
     if grant.application_token:
         portal_fields["application_token"] = grant.application_token
-    user_id = _int_or_none(info.get("user_id"))
     for attempt in range(3):
         try:
             with transaction.atomic():
@@ -86,13 +126,18 @@ def portal_store_grant(*, grant: InstallGrant, server: str, info: dict, install:
                     member_id=grant.member_id, defaults={**portal_fields, "installed_at": now}
                 )
                 if not created:
-                    if portal.status == Portal.Status.UNINSTALLED:
-                        portal_fields["installed_at"] = now
-                    for name, value in portal_fields.items():
+                    fields = dict(portal_fields)
+                    if portal.disabled_by_operator:
+                        # Disable stands until an operator enables the portal again.
+                        for name in ("status", "status_detail", "uninstalled_at"):
+                            fields.pop(name)
+                    elif portal.status == Portal.Status.UNINSTALLED:
+                        fields["installed_at"] = now
+                    for name, value in fields.items():
                         setattr(portal, name, value)
                     portal.save()
                 credential = credential_store_installer(
-                    portal=portal, user_id=user_id or 0, access_token=grant.access_token,
+                    portal=portal, user_id=user_id, access_token=grant.access_token,
                     refresh_token=grant.refresh_token,
                     expires_at=expiry_from(expires=grant.expires, expires_in=grant.expires_in, now=now), now=now,
                 )
@@ -103,11 +148,6 @@ def portal_store_grant(*, grant: InstallGrant, server: str, info: dict, install:
     raise AssertionError("unreachable")
 
 
-def _int_or_none(value) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 @dataclass
@@ -151,9 +191,12 @@ def portal_bind_handlers(*, portal: Portal, credential: Credential | None = None
 
 
 def portal_install(*, grant: InstallGrant) -> tuple[Portal, BindOutcome]:
-    """Verify, store, bind: the install page and ONAPPINSTALL."""
+    """Verify, prove the admin, store, bind: the install page and ONAPPINSTALL.
+
+    Raises NotAdministrator (nothing written, nothing bound) for an ordinary user's token."""
     server, info, install = grant_verify(grant=grant)
-    portal, credential = portal_store_grant(grant=grant, server=server, info=info, install=install)
+    user_id = grant_prove_admin(grant=grant, info=info, install=install)
+    portal, credential = portal_store_grant(grant=grant, server=server, info=info, install=install, user_id=user_id)
     logger.info("portal %s installed (%s)", portal.member_id, portal.domain)
     return portal, portal_bind_handlers(portal=portal, credential=credential)
 
@@ -171,29 +214,71 @@ class UninstallOutcome:
     detail: str
 
 
-def _uninstall_confirmed(*, portal: Portal) -> bool | None:
-    """Does the stored installer token no longer work? True, False, or None (cannot tell).
+# A credential whose token the OAuth server refuses like this no longer opens the app.
+_REFUSED = (errors.AuthError, errors.InvalidClient)  # ReauthRequired is an AuthError
+# The most recently used credentials tried when confirming an uninstall (admin ones first).
+UNINSTALL_CONFIRMATION_CREDENTIALS = 50
+
+
+class Confirmation:
+    """What the stored credentials say about an ONAPPUNINSTALL (``_uninstall_confirmation``)."""
+
+    INSTALLED = "installed"  # one still works: the event is forged
+    CONFIRMED = "confirmed"  # every live one is refused now
+    UNREACHABLE = "unreachable"  # the OAuth server could not tell
+    NOTHING_TO_TRY = "nothing to try"  # no live chain at all: the event alone is no proof
+
+
+def _live_credentials(*, portal: Portal) -> list[Credential]:
+    """Credentials that can still tell us something: they hold a token, and they are not the
+    installer's chain already known dead (a needs_reauth portal's admin refusal predates the
+    event, so it proves nothing about it)."""
+    queryset = Credential.objects.filter(portal=portal).exclude(access_token="", refresh_token="")
+    if portal.status == Portal.Status.NEEDS_REAUTH:
+        queryset = queryset.filter(is_admin=False)
+    credentials = list(
+        queryset.order_by("-is_admin", F("last_used_at").desc(nulls_last=True), "-refreshed_at", "-id")[
+            :UNINSTALL_CONFIRMATION_CREDENTIALS
+        ]
+    )
+    for credential in credentials:
+        credential.portal = portal
+    return credentials
+
+
+def _uninstall_confirmation(*, portal: Portal) -> str:
+    """Does any stored credential of the portal still work? (a ``Confirmation`` value)
 
     An application token is shown to every user who opens the widget, so an ONAPPUNINSTALL that
-    carries it is not proof enough: the OAuth server must also refuse our stored credential.
+    carries it is not proof enough: the OAuth server must also refuse every live credential.
+    Stops a user's forged uninstall, including one on a portal whose installer has left.
     """
-    credential = portal.admin_credential()
-    if credential is None or not (credential.access_token or credential.refresh_token):
-        return True
-    try:
-        token = credential_access_token(credential=credential)
-        client.oauth_app_info(server=portal.server_endpoint, access_token=token)
-    except ReauthRequired:
-        return True
-    except (errors.AuthError, errors.InvalidClient):
-        return True
-    except (errors.TransportError, errors.RateLimited, errors.NotConfigured):
-        return None
-    return False
+    credentials = _live_credentials(portal=portal)
+    if not credentials:
+        return Confirmation.NOTHING_TO_TRY
+    unreachable = False
+    for credential in credentials:
+        try:  # an expired_token answer is no refusal: the token service refreshes and asks again
+            with_credential(
+                credential=credential,
+                action=lambda token: client.oauth_app_info(server=portal.server_endpoint, access_token=token),
+            )
+        except _REFUSED:
+            continue
+        except (errors.TransportError, errors.RateLimited, errors.NotConfigured):
+            unreachable = True
+            continue
+        return Confirmation.INSTALLED
+    return Confirmation.UNREACHABLE if unreachable else Confirmation.CONFIRMED
 
 
 def portal_holds_tokens(*, portal: Portal) -> bool:
     return Credential.objects.filter(portal=portal).exclude(access_token="", refresh_token="").exists()
+
+
+def _portal_drop(*, portal: Portal) -> None:
+    """Blank every token of the portal."""
+    Credential.objects.filter(portal=portal).update(access_token="", refresh_token="", expires_at=None)
 
 
 def portal_uninstall(*, member_id: str, application_token: str, clean: bool) -> UninstallOutcome:
@@ -207,24 +292,36 @@ def portal_uninstall(*, member_id: str, application_token: str, clean: bool) -> 
         return UninstallOutcome(portal, False, "already uninstalled")
     if portal.application_token and not application_token_matches(portal.application_token, application_token):
         raise VerificationRefused("The application token does not match.")
-    confirmed = _uninstall_confirmed(portal=portal)
-    if confirmed is None:
+    confirmation = _uninstall_confirmation(portal=portal)
+    if confirmation == Confirmation.UNREACHABLE:
         portal_mark_needs_reauth(
             portal=portal,
             reason="An uninstall event arrived but the OAuth server could not be reached to "
             "confirm it; tokens were kept.",
         )
         return UninstallOutcome(portal, True, "unconfirmed: marked needs_reauth")
-    if confirmed is False:
+    if confirmation == Confirmation.INSTALLED:
         raise VerificationRefused("The app is still installed on this portal: uninstall refused.")
+    confirmed = confirmation == Confirmation.CONFIRMED
+    # With no live chain the event alone proves nothing: uninstalled, but nothing is purged.
+    clean = clean and confirmed
     now = timezone.now()
+    detail = "Uninstalled by Bitrix24 (ONAPPUNINSTALL)." if confirmed else (
+        "Uninstalled by an ONAPPUNINSTALL that could not be confirmed (no working token was "
+        "stored); nothing was purged. An administrator can open the app to install it again."
+    )
     with transaction.atomic():
         Portal.objects.filter(pk=portal.pk).update(
             status=Portal.Status.UNINSTALLED, uninstalled_at=now, updated_at=now,
-            status_detail="Uninstalled by Bitrix24 (ONAPPUNINSTALL)."
+            status_detail=detail, application_token="",
         )
-        Credential.objects.filter(portal=portal).update(access_token="", refresh_token="", expires_at=None)
-        portal_uninstalled.send(sender=Portal, portal=portal, clean=clean)
+        _portal_drop(portal=portal)
+    # Once more after the commit, and the apps' own data only now: a widget open in flight may
+    # have written its viewer's tokens or its invocation before it could see the new status; a
+    # write after this point is undone by the open itself (it checks after writing).
+    _portal_drop(portal=portal)
+    portal_uninstalled.send(sender=Portal, portal=portal, clean=clean)
     portal.refresh_from_db()
-    logger.info("portal %s uninstalled (clean=%s)", portal.member_id, clean)
-    return UninstallOutcome(portal, True, "uninstalled")
+    outcome = "uninstalled" if confirmed else "uninstalled (unconfirmed: nothing purged)"
+    logger.info("portal %s %s (clean=%s)", portal.member_id, outcome, clean)
+    return UninstallOutcome(portal, True, outcome)

@@ -5,6 +5,6 @@ invocations, events keep an inbox), and each of them cleans up its own.
 """
 from django.dispatch import Signal
 
-# Sent inside the uninstall's transaction, after the tokens are blanked: ``portal`` (a Portal),
+# Sent once the uninstall has committed (status uninstalled, tokens blanked): ``portal`` (a Portal),
 # ``clean`` (bool: Bitrix24's data[CLEAN]=1, "delete the portal's data").
 portal_uninstalled = Signal()

@@ -8,6 +8,7 @@ import logging
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.utils import translation
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
@@ -15,13 +16,21 @@ from portals import failures, payload
 from portals.failures import failure_message, failure_status
 from portals.framing import allow_framing_by
 from portals.responses import json_error
-from portals.services import InstallGrant, portal_install, portal_uninstall, portal_update
+from portals.services import (
+    InstallGrant,
+    NotAdministrator,
+    portal_install,
+    portal_uninstall,
+    portal_update,
+)
 
 logger = logging.getLogger(__name__)
 
 
 def _install_page(request, *, status: int, context: dict, frame_origin: str | None) -> HttpResponse:
-    response = render(request, "portals/install.html", context, status=status)
+    lang = payload.language_code(request.GET.get("LANG", ""))
+    with translation.override(lang):
+        response = render(request, "portals/install.html", {**context, "lang": lang}, status=status)
     return allow_framing_by(response, frame_origin)
 
 
@@ -47,6 +56,11 @@ def install(request: HttpRequest) -> HttpResponse:
         if placement != "DEFAULT":
             raise payload.PayloadError(f"PLACEMENT must be DEFAULT on the install page, not {placement[:40]!r}.")
         portal, bind = portal_install(grant=grant)
+    except NotAdministrator as exc:
+        # An ordinary user opened the install page: say who must finish it; nothing was stored.
+        logger.info("install by a non-administrator on %s: nothing stored", exc.domain)
+        return _install_page(request, status=200, context={"ok": False, "admin_required": True,
+                                                           "domain": exc.domain}, frame_origin=exc.origin)
     except failures.EXPECTED as exc:
         status = failure_status(exc)
         logger.info("install refused: %s %s", status, getattr(exc, "code", type(exc).__name__))
@@ -55,7 +69,7 @@ def install(request: HttpRequest) -> HttpResponse:
         )
     request.log_context = {"member_id": portal.member_id, "domain": portal.domain}  # verified
     status = 200 if bind.ok else 502
-    context = {"ok": bind.ok, "portal": portal, "bind": bind}
+    context = {"ok": bind.ok, "portal": portal, "bind": bind, "disabled": portal.disabled_by_operator}
     if not bind.ok:
         context["message"] = "Bitrix24 refused to register the app's widget or events: " + "; ".join(
             f"{key}: {error}" for key, error in bind.failed.items()
@@ -100,7 +114,11 @@ def events(request: HttpRequest) -> JsonResponse:
         if event in ("ONAPPINSTALL", "ONAPPUPDATE"):
             grant = _event_grant(auth)
             service = portal_install if event == "ONAPPINSTALL" else portal_update
-            portal, bind = service(grant=grant)
+            try:
+                portal, bind = service(grant=grant)
+            except NotAdministrator as exc:
+                logger.info("%s by a non-administrator on %s: nothing changed", event, exc.domain)
+                return json_error(403, str(exc) + " Nothing was changed.")
             request.log_context = {"member_id": portal.member_id, "domain": portal.domain, "event": event}
             return JsonResponse(
                 {"status": "success", "event": event, "handlers_bound": bind.ok}
