@@ -131,6 +131,25 @@ def expire_access_token(fake, args):
     return {"ok": True}
 
 
+def set_subscription(fake, args):
+    fake.set_subscription(_portal(fake, args), **args)
+    return {"ok": True}
+
+
+def require_payment(fake, args):
+    fake.require_payment(_portal(fake, args), **args)
+    return {"ok": True}
+
+
+def pay(fake, args):
+    fake.pay(_portal(fake, args), **args)
+    return {"ok": True}
+
+
+def update_app(fake, args):
+    return {"application_token": fake.update_app(_portal(fake, args), **args)}
+
+
 def reset_calls(fake, args):
     fake.reset_calls()
     return {"ok": True}
@@ -139,7 +158,8 @@ def reset_calls(fake, args):
 COMMANDS: dict[str, Callable[[Any, dict], Any]] = {
     fn.__name__: fn for fn in (info, add_portal, issue_tokens, add_task, add_user, set_rate_limit, set_latency,
                                expire_all, fail_next, counts, max_rate, add_portals, max_rates,
-                               expire_access_token, reset_calls)
+                               expire_access_token, reset_calls, set_subscription, require_payment, pay,
+                               update_app)
 }
 
 

@@ -30,6 +30,8 @@ def token(fake, p: dict) -> Resp:
         portal = fake.portal_by_member(rt.member_id) if rt else None
         if rt is None or rt.used or rt.revoked or portal is None or not portal.installed:
             raise ApiError(400, "invalid_grant", "Invalid grant")
+        if portal.payment_required:  # 15.4: no tokens until paid; the refresh token is not spent
+            raise ApiError(401, "PAYMENT_REQUIRED", "Payment required")
         # single use (3.5): the old refresh token and its access token die now
         rt.used = True
         if rt.access_token in fake._access:
@@ -50,8 +52,12 @@ def app_info(fake, p: dict, start: float) -> Resp:
         result = {
             "client_id": fake.client_id, "scope": portal.scope, "expires": iso(tok.expires_at),
             "user_id": tok.user_id,
-            "install": {"installed": True, "version": 1, "status": portal.app_status, "scope": portal.scope,
-                        "domain": portal.domain, "uri": fake.app_uri, "client_endpoint": portal.client_endpoint,
-                        "member_id": portal.member_id, "member_type": "portal"},
+            # status is documented (protocol 8); payment_expired and days are this fake's guess
+            # that the OAuth server says what the portal's app.info says (the app reads both).
+            "install": {"installed": True, "version": portal.version, "status": portal.app_status,
+                        "payment_expired": "Y" if portal.payment_expired else "N", "days": portal.days,
+                        "scope": portal.scope, "domain": portal.domain, "uri": fake.app_uri,
+                        "client_endpoint": portal.client_endpoint, "member_id": portal.member_id,
+                        "member_type": "portal"},
         }
         return json_resp(200, {"result": result, "time": time_block(start)})

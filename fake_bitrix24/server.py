@@ -173,6 +173,45 @@ class FakeBitrix24:
             portal.application_token = secrets.token_hex(16)
             return portal.application_token
 
+    def set_subscription(self, portal: FakePortal, *, status: str | None = None, days: int | None = None,
+                         payment_expired: bool | None = None, license: str | None = None) -> None:
+        """The trial or subscription as both app.info variants report it (protocol 15.2)."""
+        with self._lock:
+            if status is not None:
+                portal.app_status = status
+            portal.days = days
+            if payment_expired is not None:
+                portal.payment_expired = payment_expired
+            if license is not None:
+                portal.license = license
+
+    def require_payment(self, portal: FakePortal, required: bool = True) -> None:
+        """Trial or subscription over (15.4): refreshes and REST calls answer PAYMENT_REQUIRED
+        until ``required=False`` (the customer paid)."""
+        with self._lock:
+            portal.payment_required = required
+            if required:
+                portal.payment_expired = True
+
+    def pay(self, portal: FakePortal, *, status: str = "P", days: int | None = 30) -> None:
+        """The customer paid: Bitrix24 serves the app again with the new status (15.3)."""
+        with self._lock:
+            portal.payment_required = False
+            portal.payment_expired = False
+            portal.app_status, portal.days = status, days
+
+    def update_app(self, portal: FakePortal, *, drop_placements: bool = False) -> str:
+        """A new app version is installed (2.2): its event handlers vanish (and its placements
+        too with ``drop_placements``: the docs do not say), the version goes up and a new
+        application_token is issued, which is returned."""
+        with self._lock:
+            portal.events.clear()
+            if drop_placements:
+                portal.placements.clear()
+            portal.version += 1
+            portal.application_token = secrets.token_hex(16)
+            return portal.application_token
+
     def move_portal(self, portal: FakePortal, new_domain: str) -> None:
         """Domain change (4.3): the old path answers 302; member_id stays."""
         with self._lock:

@@ -70,6 +70,16 @@ class FakePortal:
     tasks: dict = field(default_factory=dict)  # id -> FakeTask
     placements: list = field(default_factory=list)  # dicts as placement.get returns them
     events: list = field(default_factory=list)  # dicts as event.get returns them
+    # The trial or subscription (protocol 15): what both app.info variants report.
+    version: int = 1
+    payment_expired: bool = False
+    days: int | None = None
+    license: str = "en_project"
+    # Trial or subscription over (15.4): the OAuth server issues no tokens and REST refuses.
+    payment_required: bool = False
+    # Keys merged into the portal's app.info answer as they are, for odd answers (DAYS as a
+    # string, an unknown STATUS letter, a field missing as None).
+    app_info_extra: dict = field(default_factory=dict)
     bucket_level: float = 0.0
     bucket_ts: float = 0.0
 

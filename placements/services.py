@@ -22,7 +22,7 @@ from portals.credentials import credential_store_viewer, portal_still_installed
 from portals.failures import Refused, failure_status
 from portals.models import Credential, Portal
 from portals.relocation import following_a_move
-from portals.tokens import ReauthRequired, portal_batch
+from portals.tokens import ReauthRequired, portal_batch, portal_mark_payment_required
 
 logger = logging.getLogger(__name__)
 
@@ -35,12 +35,25 @@ class WidgetRefused(Refused):
     """A widget POST we do not serve (403): nothing is written and nothing is called."""
 
     state = "refused"
+    status = 403
 
 
 class SessionExpired(WidgetRefused):
     """Bitrix24 refused the posted AUTH_ID: the user must reopen the task card for a new one."""
 
     state = "session_expired"
+
+
+class PaymentRequired(WidgetRefused):
+    """The app's trial or subscription on the portal is over: the page asks for a renewal."""
+
+    state = "payment_required"
+    status = 402
+
+
+PAYMENT_REQUIRED = _(
+    "The subscription to this app has ended on your Bitrix24. Ask your Bitrix24 administrator to renew it."
+)
 
 
 class ActionRefused(Refused):
@@ -93,10 +106,13 @@ def portal_for_widget(*, member_id: str) -> Portal:
     try:
         # The open never reads application_token (only ONAPPUNINSTALL does): left unloaded,
         # it is not decrypted on every open.
-        portal = Portal.objects.installed().defer("application_token").get(member_id=member_id)
+        portal = Portal.objects.served().defer("application_token").get(member_id=member_id)
     except Portal.DoesNotExist:
         # Unknown or uninstalled: calling the stored endpoint would hand a stranger's token around.
         raise WidgetRefused(NOT_INSTALLED) from None
+    if portal.status == Portal.Status.PAYMENT_REQUIRED:
+        # Bitrix24 would refuse every call until the renewal (ONAPPPAYMENT brings the portal back).
+        raise PaymentRequired(PAYMENT_REQUIRED)
     return portal
 
 
@@ -157,10 +173,14 @@ def widget_open(*, portal: Portal, request: WidgetRequest) -> WidgetPage:
             action=lambda token: client.batch(client_endpoint=portal.client_endpoint, access_token=token,
                                               commands=commands),
         )
+    except errors.PaymentRequired:
+        logger.info("widget: portal %s answered PAYMENT_REQUIRED", portal.member_id)
+        portal_mark_payment_required(portal=portal)
+        raise PaymentRequired(PAYMENT_REQUIRED) from None
     except errors.AuthError as exc:
         logger.info("widget refused: portal %s answered %s for the posted token", portal.member_id, exc.code)
         if isinstance(exc, errors.NotInstalled):
-            raise WidgetRefused(_("The app is not installed or not paid for on this Bitrix24 portal.")) from None
+            raise WidgetRefused(NOT_INSTALLED) from None
         raise SessionExpired(SESSION_EXPIRED) from None
     except (errors.BitrixError, client.UntrustedEndpoint) as exc:
         page.state, page.status, page.detail = _outcome_for(exc)
@@ -224,12 +244,18 @@ def _fill_entity(page: WidgetPage, *, result: client.BatchResult, request: Widge
     )
 
 
+def _payment_required(grant: ActionGrant) -> PaymentRequired:
+    """The refusal of an action on an unpaid portal, in the language the widget was opened in."""
+    with translation.override(grant.lang):
+        return PaymentRequired(str(PAYMENT_REQUIRED))
+
+
 def widget_action(*, grant: ActionGrant, action: str) -> dict:
     """Run ``action`` for the token's viewer with their stored credential; the entity after it.
 
     The token service refreshes the viewer's tokens once AUTH_EXPIRES has elapsed, and once more
     if Bitrix24 answers expired_token early. Raises PayloadError (400) for an unknown action,
-    ActionTokenInvalid/ActionRefused (403), BitrixError (502/504).
+    ActionTokenInvalid/ActionRefused (403), PaymentRequired (402), BitrixError (502/504).
     """
     placement = registry.get(grant.placement)
     if placement is None:
@@ -238,9 +264,11 @@ def widget_action(*, grant: ActionGrant, action: str) -> dict:
         raise payload.PayloadError(f"Unknown action {action[:40]!r}.")
     credential = (
         Credential.objects.select_related("portal")
-        .filter(portal_id=grant.portal_id, user_id=grant.user_id, portal__in=Portal.objects.installed())
+        .filter(portal_id=grant.portal_id, user_id=grant.user_id, portal__in=Portal.objects.served())
         .first()
     )
+    if credential is not None and credential.portal.status == Portal.Status.PAYMENT_REQUIRED:
+        raise _payment_required(grant)
     if credential is None or not (credential.access_token or credential.refresh_token):
         raise ActionRefused(SESSION_NOT_RENEWED)
     commands = dict(placement.load_commands(grant.entity_id))
@@ -249,6 +277,8 @@ def widget_action(*, grant: ActionGrant, action: str) -> dict:
         commands = {"action": call, **commands}
     try:
         result = portal_batch(credential=credential, commands=commands, halt=True)
+    except errors.PaymentRequired:  # the token service has marked the portal
+        raise _payment_required(grant) from None
     except (ReauthRequired, errors.InvalidToken, errors.ExpiredToken, errors.NotInstalled) as exc:
         # The token service's own words are for operators (they name the user): the viewer
         # only needs to know that reopening brings a new session.

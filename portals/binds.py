@@ -3,7 +3,9 @@
 ``portals`` names no placement and no business event. An app that needs something bound on
 every portal (placements: its widgets; events: its business events) registers a provider in
 its ``AppConfig.ready()``; the install collects every provider's commands into one ``batch``,
-so its outcome (bound, already bound, failed) is shown on the install page.
+so its outcome (bound, already bound, failed) is shown on the install page, and
+``sync_portals`` compares the same commands with ``placement.get``/``event.get`` to bind what
+an update dropped.
 """
 from __future__ import annotations
 
@@ -38,6 +40,42 @@ def bind_commands() -> BindCommands:
     for provider in _PROVIDERS.values():
         commands.update(provider())
     return commands
+
+
+def _param(params: dict, name: str):
+    """Bitrix24 reads bind parameters in any case (``PLACEMENT`` or ``placement``)."""
+    return next((value for key, value in params.items() if str(key).lower() == name), None)
+
+
+def _same(value, expected) -> bool:
+    return isinstance(value, str) and isinstance(expected, str) and value.strip().upper() == expected.strip().upper()
+
+
+def _same_url(value, expected) -> bool:
+    return isinstance(value, str) and isinstance(expected, str) and value.strip().rstrip("/") == expected.strip().rstrip("/")
+
+
+def bind_command_present(command: tuple[str, dict], *, placements: list[dict], events: list[dict]) -> bool:
+    """Is what a bind command asks for already there, in ``placement.get``'s or ``event.get``'s
+    rows? Only a row with the same handler URL counts: another handler on the same placement or
+    event is someone else's (protocol 5.3: a handler is identified by placement and URL)."""
+    method, params = command
+    if method == "placement.bind":
+        code, handler = _param(params, "placement"), _param(params, "handler")
+        return any(
+            _same(row.get("placement"), code) and _same_url(row.get("handler"), handler) for row in placements
+        )
+    if method == "event.bind":
+        name, handler = _param(params, "event"), _param(params, "handler")
+        offline = str(_param(params, "event_type") or "online").lower() == "offline"
+        for row in events:
+            row_offline = str(row.get("offline", "0")).strip().lower() in ("1", "true", "y")
+            if not _same(row.get("event"), name) or row_offline != offline:
+                continue
+            if offline or _same_url(row.get("handler"), handler):  # offline binds have no handler (13.2)
+                return True
+        return False
+    return False  # nothing to compare with: bind it ("already bound" counts as success)
 
 
 def public_url(viewname: str) -> str:

@@ -22,6 +22,9 @@ class Refused(Exception):
     status = 403
 
 
+# The status word of a portal whose trial or subscription is over: a line, not a failure.
+PAYMENT_REQUIRED = "payment required"
+
 # What a Bitrix24-facing view catches: each of these has a status and a message below; anything
 # else is our own bug and becomes Django's 500.
 EXPECTED = (payload.PayloadError, VerificationRefused, Refused, errors.BitrixError)
@@ -37,6 +40,8 @@ def failure_status(exc: Exception) -> int:
         return 403
     if isinstance(exc, errors.NotConfigured):
         return 503
+    if isinstance(exc, errors.PaymentRequired):
+        return 402
     if isinstance(exc, errors.Timeout):
         return 504
     return 502
@@ -52,6 +57,11 @@ def failure_message(exc: Exception) -> str:
         return "This app is not configured yet: " + exc.description + "."
     if isinstance(exc, ReauthRequired):
         return exc.description
+    if isinstance(exc, errors.PaymentRequired):
+        return (
+            "The app's trial or subscription on this Bitrix24 portal has ended: renew it in Bitrix24, "
+            "then open the app again."
+        )
     if isinstance(exc, errors.Timeout):
         return "Bitrix24 did not answer in time. Please open the app again to retry."
     return f"Bitrix24 answered with an error ({getattr(exc, 'code', '') or 'no answer'}). Please open the app again to retry."
@@ -59,6 +69,8 @@ def failure_message(exc: Exception) -> str:
 
 def failure_line(exc: BaseException) -> tuple[str, str]:
     """(status word, detail) of a portal whose work failed, as an operator's command prints it."""
+    if isinstance(exc, errors.PaymentRequired):
+        return PAYMENT_REQUIRED, "the trial or subscription is over; tokens kept, not called until it is renewed"
     if isinstance(exc, ReauthRequired):
         status = "uninstalled" if exc.code == "UNINSTALLED" else "needs re-authorisation"
         return status, exc.description or str(exc)

@@ -16,7 +16,7 @@ from typing import Callable, Iterable
 from django.db import connections
 
 from portals.bitrix import errors
-from portals.failures import failure_line
+from portals.failures import PAYMENT_REQUIRED, failure_line
 from portals.models import Portal
 
 DEFAULT_CONCURRENCY = 32
@@ -44,7 +44,16 @@ class PortalOutcome:
 
     @property
     def failed(self) -> bool:
-        return not self.ok and self.status != "skipped"
+        return not self.ok and self.status not in SKIPPED_STATUSES
+
+    @property
+    def skipped(self) -> bool:
+        return not self.ok and self.status in SKIPPED_STATUSES
+
+
+# Not done, but not a failure either (exit status 0): the portal is in a known state that an
+# operator cannot fix by running the command again.
+SKIPPED_STATUSES = frozenset({"skipped", PAYMENT_REQUIRED})
 
 
 def outcome_failed(portal: Portal, exc: BaseException) -> PortalOutcome:
@@ -77,9 +86,12 @@ def portal_by_name(*, name: str) -> Portal:
     raise UnknownPortal(f"several portals have the domain {name!r}: give the member_id instead")
 
 
-def portals_select(*, portal_names: Iterable[str] = (), select_all: bool = False) -> Selection:
+def portals_select(
+    *, portal_names: Iterable[str] = (), select_all: bool = False, include_payment_required: bool = False
+) -> Selection:
     """The portals a command works on: the named ones (any status, each reported), or with
-    ``select_all`` every active portal plus the ``needs_reauth`` ones as skipped lines."""
+    ``select_all`` every active portal plus the ``needs_reauth`` and ``payment_required`` ones as
+    skipped lines (``include_payment_required``: worked on, for sync_portals)."""
     names = [name for name in portal_names if name and name.strip()]
     if not names and not select_all:
         raise SelectionRequired("name a portal with --portal ID_OR_DOMAIN, or use --all")
@@ -89,8 +101,11 @@ def portals_select(*, portal_names: Iterable[str] = (), select_all: bool = False
         chosen.setdefault(portal.pk, portal)
     skipped: list[Portal] = []
     if select_all:
-        for portal in Portal.objects.installed().order_by("domain", "pk").iterator(chunk_size=2000):
-            if portal.status == Portal.Status.NEEDS_REAUTH and portal.pk not in chosen:
+        left_out = {Portal.Status.NEEDS_REAUTH}
+        if not include_payment_required:
+            left_out.add(Portal.Status.PAYMENT_REQUIRED)
+        for portal in Portal.objects.served().order_by("domain", "pk").iterator(chunk_size=2000):
+            if portal.status in left_out and portal.pk not in chosen:
                 skipped.append(portal)
             else:
                 chosen.setdefault(portal.pk, portal)

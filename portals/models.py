@@ -11,8 +11,16 @@ class PortalQuerySet(models.QuerySet):
         """Portals a widget may be served for: active, or waiting for a new admin token."""
         return self.filter(status__in=[Portal.Status.ACTIVE, Portal.Status.NEEDS_REAUTH])
 
+    def served(self):
+        """Portals whose widget POST gets a page of their own: installed ones, and unpaid ones
+        (their page asks for a renewal)."""
+        return self.filter(
+            status__in=[Portal.Status.ACTIVE, Portal.Status.NEEDS_REAUTH, Portal.Status.PAYMENT_REQUIRED]
+        )
+
     def active(self):
         return self.filter(status=Portal.Status.ACTIVE)
+
 
 
 class Portal(models.Model):
@@ -23,14 +31,18 @@ class Portal(models.Model):
     class Status(models.TextChoices):
         ACTIVE = "active", "active"
         NEEDS_REAUTH = "needs_reauth", "needs re-authorisation"
+        PAYMENT_REQUIRED = "payment_required", "payment required"
         UNINSTALLED = "uninstalled", "uninstalled"
 
     class AppStatus(models.TextChoices):
+        """``app.info`` STATUS (protocol 15.1); blank when unknown, never a letter we made up."""
+
         LOCAL = "L", "local"
         FREE = "F", "free"
         DEMO = "D", "demo"
         TRIAL = "T", "trial"
         PAID = "P", "paid"
+        SUBSCRIPTION = "S", "subscription"
 
     member_id = models.CharField(max_length=64, unique=True)
     domain = models.CharField(max_length=255, db_index=True)
@@ -38,7 +50,20 @@ class Portal(models.Model):
     server_endpoint = models.URLField(max_length=255, help_text="The trusted OAuth server's REST base.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE, db_index=True)
     status_detail = models.TextField(blank=True, help_text="Why the portal is not active.")
-    app_status = models.CharField(max_length=1, choices=AppStatus.choices, blank=True)
+    app_status = models.CharField(
+        max_length=1, choices=AppStatus.choices, blank=True, db_index=True,
+        help_text="app.info STATUS; blank when Bitrix24 sent none or a letter we do not know.",
+    )
+    payment_expired = models.BooleanField(
+        null=True, blank=True, help_text="app.info PAYMENT_EXPIRED (Y/N); empty when unknown."
+    )
+    days_left = models.IntegerField(
+        null=True, blank=True, help_text="app.info DAYS: days left in the trial or paid period (negative after it)."
+    )
+    license = models.CharField(max_length=64, blank=True, help_text="app.info LICENSE, e.g. de_pro100.")
+    subscription_checked_at = models.DateTimeField(
+        null=True, blank=True, help_text="When app.info was last read with the installer's token."
+    )
     scope = models.CharField(max_length=1024, blank=True)
     application_token = EncryptedTextField(blank=True)
     installed_at = models.DateTimeField(default=timezone.now)

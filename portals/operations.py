@@ -21,11 +21,12 @@ from portals.tokens import ReauthRequired, credential_refresh
 DISABLED_DETAIL = Portal.DISABLED_DETAIL
 
 
-def portal_admin_credential(portal: Portal) -> Credential:
+def portal_admin_credential(portal: Portal, *, allow_unpaid: bool = False) -> Credential:
     """The installer's credential of a portal that may be called, or ReauthRequired.
 
     A portal marked needs_reauth is not called again: its refresh chain is dead until an
-    administrator opens the app, and trying again would only repeat the refusal.
+    administrator opens the app, and trying again would only repeat the refusal. An unpaid one
+    (PaymentRequired) is called only to learn whether it paid (``allow_unpaid``).
     """
     if portal.status == Portal.Status.UNINSTALLED:
         raise ReauthRequired("UNINSTALLED", portal.status_detail or "the app is uninstalled from this portal")
@@ -33,6 +34,8 @@ def portal_admin_credential(portal: Portal) -> Credential:
         raise ReauthRequired(
             "NEEDS_REAUTH", portal.status_detail or "an administrator must open the app in Bitrix24 again"
         )
+    if portal.status == Portal.Status.PAYMENT_REQUIRED and not allow_unpaid:
+        raise errors.PaymentRequired("PAYMENT_REQUIRED", portal.status_detail)
     credential = portal.admin_credential()
     if credential is None or not (credential.access_token or credential.refresh_token):
         raise ReauthRequired("NO_CREDENTIAL", "no administrator token is stored for this portal")

@@ -18,6 +18,13 @@ from portals.bitrix import client, errors
 from portals.credentials import credential_store_installer
 from portals.models import Credential, Portal
 from portals.payload import normalise_domain
+from portals.subscription import (
+    DOORBELL_COOLDOWN,
+    portal_subscription_refresh,
+    portal_subscription_store,
+    subscription_fields,
+    subscription_from_app_info,
+)
 from portals.signals import portal_uninstalled
 from portals.tokens import (
     ReauthRequired,
@@ -30,7 +37,7 @@ from portals.verification import VerificationRefused, application_token_matches,
 
 logger = logging.getLogger(__name__)
 
-LIFECYCLE_EVENTS = ("ONAPPUNINSTALL", "ONAPPUPDATE")
+LIFECYCLE_EVENTS = ("ONAPPUNINSTALL", "ONAPPUPDATE", "ONAPPPAYMENT")
 
 
 @dataclass
@@ -113,7 +120,9 @@ def portal_store_grant(*, grant: InstallGrant, server: str, info: dict, install:
         "server_endpoint": f"{server}/rest/",
         "status": Portal.Status.ACTIVE,
         "status_detail": "",
-        "app_status": str(install.get("status") or grant.app_status or "")[:1],
+        # What the OAuth server says about the trial or subscription; the posted status is not
+        # believed (protocol 15.1). The portal's own app.info, read in the bind batch, says more.
+        **subscription_fields(subscription_from_app_info(info), complete=False),
         "scope": str(info.get("scope") or install.get("scope") or grant.scope or "")[:1024],
         "uninstalled_at": None,
     }
@@ -148,8 +157,6 @@ def portal_store_grant(*, grant: InstallGrant, server: str, info: dict, install:
     raise AssertionError("unreachable")
 
 
-
-
 @dataclass
 class BindOutcome:
     bound: list[str]
@@ -167,18 +174,25 @@ def lifecycle_bind_commands() -> binds.BindCommands:
     return {f"event_{event}": ("event.bind", {"event": event, "handler": handler}) for event in LIFECYCLE_EVENTS}
 
 
-def portal_bind_handlers(*, portal: Portal, credential: Credential | None = None) -> BindOutcome:
-    """Bind what every registered provider asks for (our lifecycle events, the placements'
-    widgets, ...) in one ``batch`` request.
+# The batch key under which the install reads the portal's app.info beside its binds.
+APP_INFO = "app_info"
 
-    "Handler already binded" counts as success, so a reinstall or an update can run it again.
+
+def commands_bind(
+    *, credential: Credential, commands: binds.BindCommands, read_app_info: bool = False
+) -> tuple[BindOutcome, dict | None]:
+    """Run bind commands in one ``batch`` (with the portal's ``app.info`` when asked); the
+    outcome and the app.info answer (None if not read, or it failed).
+
+    "Handler already binded" counts as success, so running it again binds nothing new.
     """
-    credential = credential or portal.admin_credential()
-    if credential is None:
-        raise ReauthRequired("NO_CREDENTIAL", "no administrator token is stored for this portal")
-    commands = binds.bind_commands()
-    result = portal_batch(credential=credential, commands=commands)
+    batch_commands = dict(commands)
+    if read_app_info:
+        batch_commands[APP_INFO] = ("app.info", {})
     outcome = BindOutcome(bound=[], already_bound=[], failed={})
+    if not batch_commands:
+        return outcome, None
+    result = portal_batch(credential=credential, commands=batch_commands)
     for key in commands:
         error = result.errors.get(key)
         if error is None and key in result.results:
@@ -187,6 +201,22 @@ def portal_bind_handlers(*, portal: Portal, credential: Credential | None = None
             outcome.already_bound.append(key)
         else:
             outcome.failed[key] = str(error) if error else "no answer"
+    info = result.results.get(APP_INFO) if read_app_info else None
+    return outcome, info if isinstance(info, dict) else None
+
+
+def portal_bind_handlers(*, portal: Portal, credential: Credential | None = None) -> BindOutcome:
+    """Bind what every registered provider asks for (our lifecycle events, the placements'
+    widgets, ...) and read the portal's ``app.info`` (trial days, licence), in one ``batch``.
+
+    "Handler already binded" counts as success, so a reinstall or an update can run it again.
+    """
+    credential = credential or portal.admin_credential()
+    if credential is None:
+        raise ReauthRequired("NO_CREDENTIAL", "no administrator token is stored for this portal")
+    outcome, info = commands_bind(credential=credential, commands=binds.bind_commands(), read_app_info=True)
+    if info is not None:
+        portal_subscription_store(portal=portal, subscription=subscription_from_app_info(info))
     return outcome
 
 
@@ -265,6 +295,9 @@ def _uninstall_confirmation(*, portal: Portal) -> str:
             )
         except _REFUSED:
             continue
+        except errors.PaymentRequired:
+            # Unpaid is still installed (protocol 15.4): not the refusal an uninstall leaves.
+            return Confirmation.INSTALLED
         except (errors.TransportError, errors.RateLimited, errors.NotConfigured):
             unreachable = True
             continue
@@ -325,3 +358,28 @@ def portal_uninstall(*, member_id: str, application_token: str, clean: bool) -> 
     outcome = "uninstalled" if confirmed else "uninstalled (unconfirmed: nothing purged)"
     logger.info("portal %s %s (clean=%s)", portal.member_id, outcome, clean)
     return UninstallOutcome(portal, True, outcome)
+
+
+def portal_payment_doorbell(*, member_id: str) -> str:
+    """ONAPPPAYMENT: it carries no token at all (protocol 15.3), so anyone who knows a member_id
+    can post one. It is only a doorbell: re-read ``app.info`` with our own stored installer token
+    and believe that alone; the posted STATUS and DAYS are never read. A word for the log."""
+    portal = Portal.objects.filter(member_id=member_id).first()
+    if portal is None:
+        raise VerificationRefused("Unknown portal.")
+    if portal.status not in (Portal.Status.ACTIVE, Portal.Status.PAYMENT_REQUIRED):
+        return f"ignored: the portal is {portal.status}"
+    checked = portal.subscription_checked_at
+    if checked is not None and timezone.now() - checked < DOORBELL_COOLDOWN:
+        # A flood of forged doorbells must not spend the portal's budget of REST calls.
+        return "ignored: app.info was read moments ago"
+    try:
+        subscription = portal_subscription_refresh(portal=portal)
+    except errors.PaymentRequired:
+        return "checked: payment still required"
+    except (ReauthRequired, errors.BitrixError) as exc:
+        # Bitrix24 never redelivers an event: log it; sync_portals reads app.info again later.
+        logger.warning("ONAPPPAYMENT for %s: app.info could not be read (%s)", member_id, getattr(exc, "code", exc))
+        return "checked: app.info could not be read"
+    logger.info("ONAPPPAYMENT for %s: %s, portal %s", member_id, subscription.describe(), portal.status)
+    return "checked"

@@ -52,6 +52,25 @@ def portal_mark_needs_reauth(*, portal: Portal, reason: str) -> None:
     logger.warning("portal %s needs re-authorisation: %s", portal.member_id, reason)
 
 
+PAYMENT_REQUIRED_DETAIL = (
+    "Bitrix24 answered PAYMENT_REQUIRED: the app's trial or subscription on this portal is over. "
+    "Tokens and data are kept; renewing it in Bitrix24 brings the portal back (ONAPPPAYMENT or sync_portals)."
+)
+
+
+def portal_mark_payment_required(*, portal: Portal) -> None:
+    """The trial or subscription is over: keep every token and row, say so, and wait for the
+    payment (ONAPPPAYMENT, or ``sync_portals`` reading app.info) to bring the portal back."""
+    now = timezone.now()
+    changed = Portal.objects.filter(
+        pk=portal.pk, status__in=[Portal.Status.ACTIVE, Portal.Status.NEEDS_REAUTH]
+    ).update(status=Portal.Status.PAYMENT_REQUIRED, status_detail=PAYMENT_REQUIRED_DETAIL, updated_at=now)
+    if changed or portal.status == Portal.Status.PAYMENT_REQUIRED:
+        portal.status, portal.status_detail = Portal.Status.PAYMENT_REQUIRED, PAYMENT_REQUIRED_DETAIL
+    if changed:
+        logger.warning("portal %s: payment required (trial or subscription over)", portal.member_id)
+
+
 def credential_refresh(*, credential: Credential, stale_access_token: str) -> Credential:
     """Exchange the refresh token for a new pair, once, however many workers ask at the same time.
 
@@ -59,6 +78,7 @@ def credential_refresh(*, credential: Credential, stale_access_token: str) -> Cr
     unexpired one, a concurrent worker has refreshed already and its pair is used instead.
     """
     failure: Exception | None = None
+    unpaid = False
     with transaction.atomic():
         locked = Credential.objects.locked_for_refresh().get(pk=credential.pk)
         if locked.access_token != stale_access_token and locked.access_token and not locked.is_expired():
@@ -73,6 +93,11 @@ def credential_refresh(*, credential: Credential, stale_access_token: str) -> Cr
                 )
             except (errors.InvalidGrant, errors.NotInstalled, errors.InvalidToken) as exc:
                 failure = exc
+            except errors.PaymentRequired:
+                # No tokens until the app is paid again (protocol 15.4); the stored pair is
+                # kept for then. Marked after the lock is released, below.
+                failure = None
+                unpaid = True
             else:
                 now = timezone.now()
                 locked.access_token = answer["access_token"]
@@ -82,12 +107,19 @@ def credential_refresh(*, credential: Credential, stale_access_token: str) -> Cr
                 )
                 locked.refreshed_at = now
                 locked.save(update_fields=["access_token", "refresh_token", "expires_at", "refreshed_at"])
-                if locked.is_admin and locked.portal.status == Portal.Status.NEEDS_REAUTH:
-                    # The installer's chain works again: whatever flagged the portal is over.
-                    Portal.objects.filter(pk=locked.portal_id, status=Portal.Status.NEEDS_REAUTH).update(
+                flagged = (Portal.Status.NEEDS_REAUTH, Portal.Status.PAYMENT_REQUIRED)
+                if locked.is_admin and locked.portal.status in flagged:
+                    # The installer's chain works again, and the OAuth server issues tokens only
+                    # to a paid app: whatever flagged the portal is over.
+                    Portal.objects.filter(pk=locked.portal_id, status__in=flagged).update(
                         status=Portal.Status.ACTIVE, status_detail="", updated_at=now
                     )
+                    if credential.portal_id == locked.portal_id:
+                        credential.portal.status, credential.portal.status_detail = Portal.Status.ACTIVE, ""
                     logger.info("portal %s active again: its admin token refreshed", locked.portal.member_id)
+    if unpaid:
+        portal_mark_payment_required(portal=credential.portal)
+        raise errors.PaymentRequired("PAYMENT_REQUIRED", PAYMENT_REQUIRED_DETAIL)
     if failure is not None:
         reason = (
             f"The OAuth server refused the stored refresh token of user {locked.user_id} "
@@ -122,14 +154,19 @@ def credential_mark_used(*, credential: Credential) -> None:
 
 def with_credential(*, credential: Credential, action: Callable[[str], T]) -> T:
     """Run ``action(access_token)``; on ``expired_token`` refresh once and retry once; on a 302
-    from a portal that changed its address, re-learn the address and retry once."""
-    token = credential_access_token(credential=credential)
-    credential_mark_used(credential=credential)
+    from a portal that changed its address, re-learn the address and retry once. PAYMENT_REQUIRED
+    (from the refresh or the portal) marks the portal ``payment_required`` and is raised."""
     try:
-        return following_a_move(portal=credential.portal, access_token=token, action=action)
-    except errors.ExpiredToken:
-        token = credential_refresh(credential=credential, stale_access_token=token).access_token
-        return following_a_move(portal=credential.portal, access_token=token, action=action)
+        token = credential_access_token(credential=credential)
+        credential_mark_used(credential=credential)
+        try:
+            return following_a_move(portal=credential.portal, access_token=token, action=action)
+        except errors.ExpiredToken:
+            token = credential_refresh(credential=credential, stale_access_token=token).access_token
+            return following_a_move(portal=credential.portal, access_token=token, action=action)
+    except errors.PaymentRequired:
+        portal_mark_payment_required(portal=credential.portal)
+        raise
 
 
 def portal_call(*, credential: Credential, method: str, params: dict | None = None) -> dict:

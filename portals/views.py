@@ -13,6 +13,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from portals import failures, payload
+from portals.bitrix.client import oauth_server_for
 from portals.failures import failure_message, failure_status
 from portals.framing import allow_framing_by
 from portals.responses import json_error
@@ -20,6 +21,7 @@ from portals.services import (
     InstallGrant,
     NotAdministrator,
     portal_install,
+    portal_payment_doorbell,
     portal_uninstall,
     portal_update,
 )
@@ -101,7 +103,8 @@ def _json_error(exc: Exception) -> JsonResponse:
 @csrf_exempt
 @require_POST
 def events(request: HttpRequest) -> JsonResponse:
-    """POST /portals/events/: ONAPPINSTALL, ONAPPUPDATE and ONAPPUNINSTALL from Bitrix24's queue."""
+    """POST /portals/events/: ONAPPINSTALL, ONAPPUPDATE, ONAPPUNINSTALL and ONAPPPAYMENT from
+    Bitrix24's queue."""
     try:
         body = payload.parse_bracketed(payload.merged_params(request))
         event = str(body.get("event", "")).upper()
@@ -126,8 +129,6 @@ def events(request: HttpRequest) -> JsonResponse:
         if event == "ONAPPUNINSTALL":
             member_id = payload.member_id_field(auth, "member_id")
             # Refuse a foreign OAuth server before anything else (no outbound call at all).
-            from portals.bitrix.client import oauth_server_for
-
             oauth_server_for(auth.get("server_endpoint") or None)
             outcome = portal_uninstall(
                 member_id=member_id,
@@ -136,6 +137,16 @@ def events(request: HttpRequest) -> JsonResponse:
             )
             request.log_context = {"event": event, "detail": outcome.detail}
             return JsonResponse({"status": "success", "event": event, "result": outcome.detail})
+        if event == "ONAPPPAYMENT":
+            # No token at all (protocol 15.3): a doorbell; nothing posted is believed or stored.
+            member_id = payload.member_id_field(auth, "member_id")
+            oauth_server_for(auth.get("server_endpoint") or None)
+            payload.domain_field(auth, "domain", required=False)
+            if "data" in body and not isinstance(body["data"], dict):
+                raise payload.PayloadError("data[...] must be the payment fields.")
+            result = portal_payment_doorbell(member_id=member_id)
+            request.log_context = {"event": event, "detail": result}
+            return JsonResponse({"status": "success", "event": event})
         raise payload.PayloadError(f"Unknown event {event[:40]!r}.")
     except failures.EXPECTED as exc:
         return _json_error(exc)

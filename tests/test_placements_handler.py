@@ -280,10 +280,13 @@ def test_expired_posted_token_is_403_with_reopen_state(widget, client):
     assert widget.fake.count("oauth/token") == 0  # the posted token proves the user: no refresh on open
 
 
-def test_app_unpaid_on_the_portal_is_403(widget, client):
+def test_app_unpaid_on_the_portal_shows_the_payment_required_page(widget, client):
     widget.fake.fail_next("batch", status=401, error="PAYMENT_REQUIRED", description="Payment required")
     response = widget.post(client)
-    assert_refused(response, widget, 403, outbound=1, text="not paid for")
+    assert_refused(response, widget, 402, outbound=1, text="Ask your Bitrix24 administrator to renew it")
+    assert 'data-state="payment_required"' in response.content.decode()
+    widget.portal.refresh_from_db()
+    assert widget.portal.status == "payment_required"
 
 
 def test_missing_task_id_is_400(widget, client):

@@ -102,7 +102,7 @@ def test_onappupdate_stores_the_new_application_token_and_rebinds(client, fake_b
     assert response.status_code == 200, response.content
     portal.refresh_from_db()
     assert portal.application_token == new_token
-    assert sorted(e["event"] for e in fake_portal.events) == ["ONAPPUNINSTALL", "ONAPPUPDATE"]
+    assert sorted(e["event"] for e in fake_portal.events) == ["ONAPPPAYMENT", "ONAPPUNINSTALL", "ONAPPUPDATE"]
 
 
 def test_onappupdate_with_a_token_of_another_app_is_403(client, fake_b24, installed, settings):

@@ -61,6 +61,8 @@ def authenticate(fake, portal: FakePortal, token: str) -> FakeUser:
         raise ApiError(401, "invalid_token", "Unable to get application by token")
     if tok.expired or tok.expires_at <= time.time():
         raise ApiError(401, "expired_token", "The access token provided has expired.")
+    if portal.payment_required:  # protocol 4.3/15.4: every call of an unpaid app, HTTP 401 (PY)
+        raise ApiError(401, "PAYMENT_REQUIRED", "Payment required")
     return portal.users.get(tok.user_id) or FakeUser(tok.user_id)
 
 

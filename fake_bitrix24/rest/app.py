@@ -3,9 +3,18 @@ from __future__ import annotations
 
 
 def app_info(fake, portal, user, p):
-    return {"ID": 1, "CODE": fake.client_id, "VERSION": 1, "STATUS": portal.app_status, "INSTALLED": True,
-            "PAYMENT_EXPIRED": "N", "DAYS": None, "LANGUAGE_ID": "en", "LICENSE": "en_project",
-            "LICENSE_TYPE": "project", "LICENSE_FAMILY": "project"}
+    """The portal's app.info (protocol 8, 15.2), from the portal's subscription state."""
+    license_type = portal.license.split("_", 1)[-1]
+    answer = {"ID": 1, "CODE": fake.client_id, "VERSION": portal.version, "STATUS": portal.app_status,
+              "INSTALLED": True, "PAYMENT_EXPIRED": "Y" if portal.payment_expired else "N", "DAYS": portal.days,
+              "LANGUAGE_ID": "en", "LICENSE": portal.license, "LICENSE_TYPE": license_type,
+              "LICENSE_FAMILY": license_type.rstrip("0123456789")}
+    for key, value in portal.app_info_extra.items():
+        if value is None:
+            answer.pop(key, None)
+        else:
+            answer[key] = value
+    return answer
 
 
 def profile(fake, portal, user, p):

@@ -32,7 +32,12 @@ class InvalidGrant(AuthError):
 
 
 class NotInstalled(AuthError):
-    """The app is gone from the portal, or unpaid (``NOT_INSTALLED``, ``PAYMENT_REQUIRED``...)."""
+    """The app is gone from the portal (``NOT_INSTALLED``, ``APPLICATION_NOT_FOUND``...)."""
+
+
+class PaymentRequired(BitrixError):
+    """``PAYMENT_REQUIRED``: the trial or subscription is over (protocol 15.4). The app is still
+    installed and its tokens are kept; it is not an auth error, so nothing treats it as one."""
 
 
 class InvalidClient(BitrixError):
@@ -88,7 +93,7 @@ _BY_CODE: dict[str, type[BitrixError]] = {
     "NOT_INSTALLED": NotInstalled,
     "APPLICATION_NOT_FOUND": NotInstalled,
     "ERROR_OAUTH": NotInstalled,
-    "PAYMENT_REQUIRED": NotInstalled,
+    "PAYMENT_REQUIRED": PaymentRequired,
     "PORTAL_DELETED": NotInstalled,
     "invalid_client": InvalidClient,
     "wrong_client": InvalidClient,

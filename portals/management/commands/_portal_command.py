@@ -35,6 +35,11 @@ def positive(kind):
 positive_int = positive(int)
 
 
+def skip_reason(portal) -> str:
+    """Why ``--all`` leaves a portal out, in the words of its status."""
+    return portal.get_status_display()
+
+
 class ProgressBar:
     """``\\r[#####     ] 120/1000`` on a terminal's stderr; nothing when output is not a terminal."""
 
@@ -61,6 +66,9 @@ class PortalCommand(BaseCommand):
     """Base of the operator commands; subclasses add flags and call ``run`` with a service."""
 
     requires_app_credentials = True
+    # --all leaves payment_required portals out as skipped lines, unless the command is the one
+    # that can bring them back (sync_portals reads app.info).
+    selects_unpaid_portals = False
 
     def create_parser(self, prog_name, subcommand, **kwargs):
         parser = super().create_parser(prog_name, subcommand, **kwargs)
@@ -83,7 +91,7 @@ class PortalCommand(BaseCommand):
         if allow_all:
             parser.add_argument(
                 "--all", action="store_true", dest="all_portals",
-                help="every active portal (portals needing re-authorisation are listed as skipped)",
+                help="every active portal (portals needing re-authorisation or payment are listed as skipped)",
             )
 
     def add_run_arguments(self, parser) -> None:
@@ -116,11 +124,12 @@ class PortalCommand(BaseCommand):
         if self.requires_app_credentials:
             self.require_app_credentials()
         return fanout.portals_select(
-            portal_names=options.get("portal") or [], select_all=options.get("all_portals", False)
+            portal_names=options.get("portal") or [], select_all=options.get("all_portals", False),
+            include_payment_required=self.selects_unpaid_portals,
         )
 
     def outcome_line(self, outcome: fanout.PortalOutcome) -> str:
-        mark = "ok" if outcome.ok else ("skipped" if outcome.status == "skipped" else "FAILED")
+        mark = "ok" if outcome.ok else ("skipped" if outcome.skipped else "FAILED")
         text = f"{mark:<7} {outcome.portal.domain} [{outcome.portal.member_id}] {outcome.status}"
         return f"{text}: {outcome.detail}" if outcome.detail else text
 
@@ -133,7 +142,7 @@ class PortalCommand(BaseCommand):
         status 1 if any portal failed (after every other portal has had its turn)."""
         started = time.monotonic()
         skipped = [
-            fanout.PortalOutcome(portal, "skipped", False, "needs re-authorisation; not called")
+            fanout.PortalOutcome(portal, "skipped", False, f"{skip_reason(portal)}; not called")
             for portal in selection.skipped
         ]
         for outcome in skipped:
@@ -164,7 +173,7 @@ class PortalCommand(BaseCommand):
     def dry_run(self, *, selection: fanout.Selection, describe) -> None:
         """Print what would be done and call nothing."""
         for portal in selection.skipped:
-            self.stdout.write(f"skip    {portal.domain} [{portal.member_id}] needs re-authorisation")
+            self.stdout.write(f"skip    {portal.domain} [{portal.member_id}] {skip_reason(portal)}")
         for portal in selection.portals:
             note = "" if portal.status == portal.Status.ACTIVE else f" (but it is {portal.status}: reported, not called)"
             self.stdout.write(f"would   {portal.domain} [{portal.member_id}] {describe(portal)}{note}")

@@ -1,0 +1,154 @@
+"""manage.py sync_portals: portals kept in step with what the app declares (placements, events,
+subscription), against the fake Bitrix24 over HTTP."""
+from __future__ import annotations
+
+import pytest
+
+from portals import binds
+from portals.models import Portal
+from tests.fixtures_operators import run_command
+
+pytestmark = pytest.mark.django_db(transaction=True)  # worker threads read what the test wrote
+
+HANDLER = "https://app.example.com/placements/handler/"
+EVENTS_URL = "https://app.example.com/portals/events/"
+OURS = {"ONAPPUNINSTALL", "ONAPPUPDATE", "ONAPPPAYMENT"}
+
+
+def bind_calls(fake):
+    """placement.bind and event.bind calls, inside batches too."""
+    return fake.count("placement.bind", include_batch=True) + fake.count("event.bind", include_batch=True)
+
+
+def our_events(fake_portal):
+    return {e["event"] for e in fake_portal.events if e["handler"] == EVENTS_URL}
+
+
+def our_placements(fake_portal):
+    return [p["placement"] for p in fake_portal.placements if p["handler"] == HANDLER]
+
+
+def test_drift_is_repaired_and_a_second_run_binds_nothing(install_portals, fake_b24):
+    (first, first_fake), (second, second_fake), (steady, _) = install_portals(3)
+    fake_b24.update_app(first_fake, drop_placements=True)  # handlers vanish on update (protocol 2.2)
+    fake_b24.update_app(second_fake)  # only the events vanish
+    fake_b24.reset_calls()
+    run = run_command("sync_portals", "--all", "--concurrency", "3")
+    assert run.code == 0, run.out + run.err
+    assert our_placements(first_fake) == ["TASK_VIEW_TOP_PANEL"] and our_events(first_fake) == OURS
+    assert our_placements(second_fake) == ["TASK_VIEW_TOP_PANEL"] and our_events(second_fake) == OURS
+    line = next(line for line in run.lines if first.member_id in line)
+    assert line.startswith(f"ok      {first.domain} [{first.member_id}] repaired: bound ")
+    assert "placement TASK_VIEW_TOP_PANEL" in line and "event ONAPPUPDATE" in line
+    assert f"ok      {steady.domain} [{steady.member_id}] in step" in run.out
+    assert "2 repaired" in run.lines[-1] and "1 in step" in run.lines[-1]
+    assert fake_b24.count("placement.bind", include_batch=True) == 1
+    assert fake_b24.count("event.bind", include_batch=True) == 6
+    # Two requests at most per portal: the reading batch, and the binding batch when needed.
+    assert fake_b24.count(server="portal") == 5
+
+    fake_b24.reset_calls()
+    again = run_command("sync_portals", "--all")
+    assert again.code == 0
+    assert bind_calls(fake_b24) == 0
+    assert "3 in step" in again.lines[-1]
+    assert fake_b24.count(server="portal") == 3
+
+
+def test_handlers_of_others_are_never_unbound(install_portals, fake_b24):
+    (portal, fake_portal), = install_portals(1)
+    other = {"placement": "TASK_VIEW_TOP_PANEL", "userId": 0, "handler": "https://other.example.com/w/",
+             "options": [], "title": "Another widget", "description": "", "langAll": []}
+    other_event = {"event": "ONAPPUPDATE", "handler": "https://other.example.com/e/", "auth_type": "0", "offline": 0}
+    fake_b24.update_app(fake_portal, drop_placements=True)
+    fake_portal.placements.append(other)
+    fake_portal.events.append(other_event)
+    fake_b24.reset_calls()
+    run = run_command("sync_portals", "--portal", portal.domain)
+    assert run.code == 0
+    assert other in fake_portal.placements and other_event in fake_portal.events
+    assert our_placements(fake_portal) == ["TASK_VIEW_TOP_PANEL"] and our_events(fake_portal) == OURS
+    assert fake_b24.count("placement.unbind", include_batch=True) == 0
+    assert fake_b24.count("event.unbind", include_batch=True) == 0
+
+
+def test_dry_run_reads_and_calls_no_bind(install_portals, fake_b24):
+    (portal, fake_portal), = install_portals(1)
+    fake_b24.update_app(fake_portal, drop_placements=True)
+    fake_b24.set_subscription(fake_portal, status="T", days=5)
+    fake_b24.reset_calls()
+    run = run_command("sync_portals", "--all", "--dry-run")
+    assert run.code == 0
+    assert bind_calls(fake_b24) == 0
+    assert fake_portal.placements == [] and fake_portal.events == []
+    assert "would bind: " in run.out and "placement TASK_VIEW_TOP_PANEL" in run.out
+    assert "trial, 5 day(s) left" in run.out
+    assert "dry run" in run.lines[-1]
+    assert Portal.objects.get(pk=portal.pk).app_status == "L"  # nothing stored either
+
+
+def test_sync_stores_the_subscription_and_brings_a_paid_portal_back(install_portals, fake_b24):
+    (paid, paid_fake), (unpaid, unpaid_fake), (trial, trial_fake) = install_portals(3)
+    Portal.objects.filter(pk__in=[paid.pk, unpaid.pk]).update(status=Portal.Status.PAYMENT_REQUIRED)
+    fake_b24.pay(paid_fake, status="S", days=28)
+    fake_b24.require_payment(unpaid_fake)
+    fake_b24.set_subscription(trial_fake, status="T", days=2, license="ru_pro100")
+    run = run_command("sync_portals", "--all")
+    assert run.code == 0, run.out + run.err  # an unpaid portal is a line, not a failure
+    assert f"skipped {unpaid.domain} [{unpaid.member_id}] payment required" in run.out
+    assert f"ok      {paid.domain} [{paid.member_id}] in step: subscription, 28 day(s) left" in run.out
+    assert "active again" in run.out
+    paid.refresh_from_db()
+    assert (paid.status, paid.app_status, paid.days_left) == ("active", "S", 28)
+    assert Portal.objects.get(pk=unpaid.pk).status == Portal.Status.PAYMENT_REQUIRED
+    trial.refresh_from_db()
+    assert (trial.app_status, trial.days_left, trial.license) == ("T", 2, "ru_pro100")
+
+
+def test_needs_reauth_is_skipped_and_a_failure_exits_1(install_portals, fake_b24):
+    (waiting, _), (broken, broken_fake), (fine, _) = install_portals(3)
+    Portal.objects.filter(pk=waiting.pk).update(status=Portal.Status.NEEDS_REAUTH)
+    fake_b24.uninstall(broken_fake)
+    run = run_command("sync_portals", "--all")
+    assert run.code == 1
+    assert f"skipped {waiting.domain}" in run.out
+    assert f"FAILED  {broken.domain}" in run.out
+    assert f"ok      {fine.domain}" in run.out
+
+
+@pytest.mark.parametrize("args", [(), ("--portal", "nobody.example.com"), ("--all", "--concurrency", "0")])
+def test_wrong_flags_exit_2(install_portals, fake_b24, args):
+    install_portals(1)
+    assert run_command("sync_portals", *args).code == 2
+
+
+def test_an_event_another_app_declares_is_bound_by_the_next_sync(install_portals, fake_b24):
+    (portal, fake_portal), = install_portals(1)
+    binds.bind_provider_register(
+        name="test.events",
+        provider=lambda: {"event_ONTASKUPDATE": ("event.bind", {"event": "ONTASKUPDATE", "handler": EVENTS_URL})},
+    )
+    try:
+        run = run_command("sync_portals", "--portal", portal.member_id)
+        assert run.code == 0 and "bound event ONTASKUPDATE" in run.out
+        again = run_command("sync_portals", "--portal", portal.member_id)
+        assert "in step" in again.out
+    finally:
+        binds.bind_provider_unregister(name="test.events")
+    assert "ONTASKUPDATE" in our_events(fake_portal)
+
+
+def test_a_placement_registered_later_is_bound_by_the_next_sync(install_portals, fake_b24):
+    from placements import registry
+
+    class TaskViewTab(registry.TaskPlacement):
+        code, title, template = "TASK_VIEW_TAB", "Task tab", "placements/task_view_top_panel.html"
+
+    (portal, fake_portal), = install_portals(1)
+    registry.register(TaskViewTab)
+    try:
+        run = run_command("sync_portals", "--portal", portal.domain)
+        assert run.code == 0 and "bound placement TASK_VIEW_TAB" in run.out
+    finally:
+        registry.unregister("TASK_VIEW_TAB")
+    assert sorted(our_placements(fake_portal)) == ["TASK_VIEW_TAB", "TASK_VIEW_TOP_PANEL"]
