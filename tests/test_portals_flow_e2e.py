@@ -34,7 +34,7 @@ def test_install_update_uninstall_reinstall(live_server, fake_b24, settings):
     assert response.status_code == 200, response.text
     portal.refresh_from_db()
     assert portal.application_token == new_app_token
-    assert {e["event"] for e in fake_portal.events} == {"ONAPPUNINSTALL", "ONAPPUPDATE"}
+    assert {e["event"] for e in fake_portal.events} == {"ONAPPUNINSTALL", "ONAPPUPDATE", "ONAPPPAYMENT"}
 
     # 3. The admin removes the app: Bitrix24 revokes it, then sends ONAPPUNINSTALL.
     fake_b24.uninstall(fake_portal)
