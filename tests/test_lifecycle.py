@@ -55,8 +55,8 @@ def test_trial_install_stores_status_days_and_licence(client, fake_b24):
     assert portal.payment_expired is False
     assert portal.license == "de_pro100"
     assert portal.subscription_checked_at is not None
-    # app.info rides in the install's one batch: still one call to the portal.
-    assert fake_b24.count(server="portal") == 1
+    # app.info rides in the install's bind batch: no request of its own (profile, then the batch).
+    assert fake_b24.count(server="portal") == 2
     assert fake_b24.count("app.info", server="portal", include_batch=True) == 1
 
 
