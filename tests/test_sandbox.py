@@ -91,6 +91,7 @@ def test_the_sandbox_form_yields_the_real_widget_and_complete_changes_the_fakes_
     assert fields["PLACEMENT"] == "TASK_VIEW_TOP_PANEL" and '"taskId": "2"' in fields["PLACEMENT_OPTIONS"]
     for name in ("AUTH_ID", "AUTH_EXPIRES", "REFRESH_ID", "member_id", "status", "APPLICATION_TOKEN"):
         assert fields[name]
+    assert fields["SERVER_ENDPOINT"].startswith("http://127.0.0.1:")  # the fake listens on loopback
 
     widget = visitor.submit_frame(card.text)
     assert widget.status_code == 200
