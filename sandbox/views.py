@@ -13,7 +13,7 @@ from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.http.request import split_domain_port
 from django.shortcuts import redirect, render
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET, require_POST
 
@@ -72,6 +72,7 @@ def _chrome(request: HttpRequest, **context) -> dict:
         "users": [box.user(ADMIN_USER_ID), box.user(EMPLOYEE_USER_ID)],
         "tasks": sorted(box.portal.tasks.values(), key=lambda task: task.id),
         "slow": box.slow,
+        "has_app_page": app_page_path() is not None,
         "superuser_command": (
             "DEBUG=true DJANGO_SUPERUSER_PASSWORD=admin .venv/bin/python manage.py createsuperuser "
             "--noinput --username admin --email admin@example.com"
@@ -118,6 +119,30 @@ def task_card(request: HttpRequest, task_id: int) -> HttpResponse:
         frame_action=f"{handler}?{urlencode(query)}", frame_fields=fields, frame_title="Task widget",
     )
     return render(request, "sandbox/task.html", context)
+
+
+def app_page_path() -> str | None:
+    """The app's own page (the local app's "handler path"), once the app has one."""
+    try:
+        return reverse("portals:app")
+    except NoReverseMatch:
+        return None
+
+
+@require_GET
+@sandbox_only
+def app_page(request: HttpRequest) -> HttpResponse:
+    """GET /sandbox/app/: the user opens the app from the portal's menu (PLACEMENT=DEFAULT)."""
+    box = sandbox()
+    path = app_page_path()
+    if path is None:
+        raise Http404("The app has no page of its own yet.")
+    if not box.installed_here():
+        return render(request, "sandbox/not_installed.html", _chrome(request))
+    query, fields = box.frame_post(user_id=_viewer(request), placement="DEFAULT", options={}, lang=_lang(request))
+    context = _chrome(request, app_open=True, frame_action=f"{_base_url(request)}{path}?{urlencode(query)}",
+                      frame_fields=fields, frame_title="The app")
+    return render(request, "sandbox/app.html", context)
 
 
 @require_GET

@@ -108,6 +108,20 @@ def test_the_sandbox_form_yields_the_real_widget_and_complete_changes_the_fakes_
     }
 
 
+def test_the_apps_own_page_opens_from_the_portals_menu(dev_server):
+    from django.urls import NoReverseMatch, reverse
+
+    try:
+        reverse("portals:app")
+    except NoReverseMatch:
+        pytest.skip("the app has no page of its own (/portals/app/) in this tree")
+    visitor = SandboxVisitor(dev_server["base_url"])
+    page = visitor.open_portal("/sandbox/app/")
+    action, fields = frame_form(page.text)
+    assert "/portals/app/?" in action and fields["PLACEMENT"] == "DEFAULT"
+    assert visitor.submit_frame(page.text).status_code == 200
+
+
 def test_after_make_the_token_expire_the_widget_refreshes_and_still_acts(dev_server):
     visitor = SandboxVisitor(dev_server["base_url"])
     widget = visitor.submit_frame(visitor.open_portal("/sandbox/tasks/1/?user=2").text)
