@@ -129,6 +129,9 @@ B24_OAUTH_SERVERS = env.list(
     "B24_OAUTH_SERVERS", default=["https://oauth.bitrix.info", "https://oauth.bitrix24.tech"]
 )
 B24_ALLOW_PRIVATE_ENDPOINTS = env.bool("B24_ALLOW_PRIVATE_ENDPOINTS", default=False)
+# The placement codes the app binds (install, Bind widget, bind_placement, sync_portals) and
+# serves; each must be registered by a module in placements/kinds/ (manage.py check says so).
+B24_PLACEMENTS = env.list("B24_PLACEMENTS", default=["TASK_VIEW_TOP_PANEL"])
 # Bearer token of the Prometheus scraper; unset, /metrics answers 404.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # Seconds: connect and read timeouts of every call to Bitrix24 (the widget must answer quickly).

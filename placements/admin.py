@@ -205,31 +205,35 @@ class PortalWithPlacementsAdmin(PortalAdmin):
             body, url,
         )
 
-    @admin.action(description="Bind widget (placement.bind; already bound counts as success)", permissions=["change"])
+    @admin.action(
+        description="Bind widget (placement.bind of every placement in B24_PLACEMENTS; already bound counts as success)",
+        permissions=["change"],
+    )
     def bind_widget(self, request, queryset):
-        code, handler, title = placement_operations.placement_defaults(placement=None, handler=None, title=None)
+        targets = placement_operations.placement_targets(placement=None, handler=None, title=None)
         self._run(
             request, queryset, verb="Bind",
-            work=lambda portal, pace: placement_operations.portal_bind_placement(
-                portal=portal, placement=code, handler=handler, title=title
+            work=lambda portal, pace: placement_operations.portal_bind_placements(
+                portal=portal, targets=targets, pace=pace
             ),
         )
 
     @admin.action(description="Unbind widget (placement.unbind of our handler only)", permissions=["change"])
     def unbind_widget(self, request, queryset):
-        code, handler, _ = placement_operations.placement_defaults(placement=None, handler=None, title=None)
+        targets = placement_operations.placement_targets(placement=None, handler=None, title=None)
         page = self._confirmed(
             request, queryset, action="unbind_widget", title="Unbind the widget?",
-            explanation=f"placement.unbind {code} with our handler {handler} on each portal below. "
-            "Other handlers on the placement are kept. Users stop seeing the widget.",
+            explanation=f"placement.unbind {targets.codes} with our handler {targets.handler} on each portal "
+            "below. Other handlers on the placement are kept. Users stop seeing the widget.",
         )
         if page is not None:
             return page
         self._run(
             request, queryset, verb="Unbind",
-            work=lambda portal, pace: placement_operations.portal_unbind_placement(portal=portal, placement=code, handler=handler),
+            work=lambda portal, pace: placement_operations.portal_unbind_placements(
+                portal=portal, targets=targets, pace=pace
+            ),
         )
-
 
 admin.site.unregister(Portal)
 admin.site.register(Portal, PortalWithPlacementsAdmin)

@@ -6,11 +6,15 @@ class PlacementsConfig(AppConfig):
     verbose_name = "Widget placements"
 
     def ready(self):
-        from placements import operations
+        from django.core import checks
+
+        from placements import operations, registry
         from portals import binds
         from portals.models import Portal
         from portals.signals import portal_uninstalled
 
+        registry.autodiscover()
+        checks.register(registry.check_served_placements, "placements")
         binds.bind_provider_register(name="placements", provider=operations.placement_bind_commands)
         portal_uninstalled.connect(
             operations.invocations_purge_on_uninstall, sender=Portal, dispatch_uid="placements.purge_invocations"

@@ -6,6 +6,9 @@ raising; ``portals.fanout.run_across_portals`` runs one of them over many portal
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 from placements import registry
 from placements.models import Invocation
 from portals.binds import public_url
@@ -46,6 +49,73 @@ def placement_defaults(*, placement: str | None, handler: str | None, title: str
     handler = handler or handler_url()
     known = registry.get(code)
     return code, handler, title if title is not None else (known.title if known else code)
+
+
+@dataclass(frozen=True)
+class PlacementTargets:
+    """What a bind or unbind run works on: (code, title) pairs and our handler URL."""
+
+    placements: tuple[tuple[str, str], ...]
+    handler: str
+
+    @property
+    def codes(self) -> str:
+        return ", ".join(code for code, _ in self.placements)
+
+
+def placement_targets(*, placement: str | None, handler: str | None, title: str | None) -> PlacementTargets:
+    """The named placement, or every placement the app serves (B24_PLACEMENTS) when none is
+    named: so a portal installed before a placement existed gets it from Bind widget or
+    ``bind_placement --all`` like a new install does."""
+    if placement:
+        code, handler, title = placement_defaults(placement=placement, handler=handler, title=title)
+        return PlacementTargets(((code, title),), handler)
+    served = tuple((known.code, known.title) for known in registry.all_placements())
+    return PlacementTargets(served or ((DEFAULT_PLACEMENT, DEFAULT_PLACEMENT),), handler or handler_url())
+
+
+def _merged(portal: Portal, outcomes: list[tuple[str, PortalOutcome]]) -> PortalOutcome:
+    """One line for a portal on which several placements were (un)bound."""
+    if len(outcomes) == 1:
+        return outcomes[0][1]
+    failed = [outcome for _, outcome in outcomes if not outcome.ok]
+    detail = "; ".join(
+        f"{code}: {outcome.status}" + (f" ({outcome.detail})" if outcome.detail else "") for code, outcome in outcomes
+    )
+    if failed:
+        return PortalOutcome(portal, failed[0].status, False, detail)
+    statuses = [outcome.status for _, outcome in outcomes]
+    changed = [status for status in statuses if status in ("bound", "removed")]
+    return PortalOutcome(portal, changed[0] if changed else statuses[0], True, detail)
+
+
+def portal_bind_placements(
+    *, portal: Portal, targets: PlacementTargets, pace: Callable[[], None] | None = None
+) -> PortalOutcome:
+    """``portal_bind_placement`` for each target, one call at a time (``pace`` between them)."""
+    outcomes = []
+    for code, title in targets.placements:
+        if pace is not None:
+            pace()
+        outcome = portal_bind_placement(portal=portal, placement=code, handler=targets.handler, title=title)
+        outcomes.append((code, outcome))
+        if outcome.status in ("uninstalled", "needs re-authorisation"):
+            break  # the portal cannot be called at all: one line says so
+    return _merged(portal, outcomes)
+
+
+def portal_unbind_placements(
+    *, portal: Portal, targets: PlacementTargets, pace: Callable[[], None] | None = None
+) -> PortalOutcome:
+    outcomes = []
+    for code, _ in targets.placements:
+        if pace is not None:
+            pace()
+        outcome = portal_unbind_placement(portal=portal, placement=code, handler=targets.handler)
+        outcomes.append((code, outcome))
+        if outcome.status in ("uninstalled", "needs re-authorisation"):
+            break
+    return _merged(portal, outcomes)
 
 
 def portal_bind_placement(*, portal: Portal, placement: str, handler: str, title: str = "") -> PortalOutcome:

@@ -1,28 +1,61 @@
-"""The placements this app serves: one small class per Bitrix24 placement code.
+"""The placement framework: the base class every placement derives from, and the registry.
 
-Adding a placement is a subclass plus a template; the handler view, the action view and the
-install binding read this registry and never name a placement themselves.
+Adding a placement is a module in ``placements/kinds/`` (a subclass, registered) plus a template;
+the handler view, the action view, the services and the install binding read this registry and
+never name a placement themselves. ``B24_PLACEMENTS`` chooses which registered placements the
+app binds and serves.
 """
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
+from django.conf import settings
+from django.core import checks
+from django.utils.translation import gettext_lazy as _
+
 from portals.payload import PayloadError
-from placements import tasks
+
 
 class Placement:
     """A widget placement.
 
-    ``code`` and ``title`` are what ``placement.bind`` registers; ``template`` renders the page;
+    ``code`` and ``title`` are what ``placement.bind`` registers; ``template`` renders the page
+    (it extends ``placements/base.html``) and ``script`` is its part of the page's script;
     ``entity_keys`` are the ``PLACEMENT_OPTIONS`` keys that name the entity, first found wins;
+    ``answer_key`` names the entity in the action's JSON answer (``{"task": ...}``);
+    ``words`` are what the page and the answers say about the entity (lazy translations);
     ``load_commands``/``view`` say what one ``batch`` fetches and how the page shows it;
     ``actions`` maps an action name (``reload`` is always there) to the REST method it calls.
     """
+
+    do_not_call_in_templates = True  # templates read the class's attributes, never instantiate it
 
     code: str = ""
     title: str = ""
     scope: str = ""  # the Bitrix24 scope its REST calls need (the app asks for it at registration)
     template: str = ""
+    script: str = ""
     entity_keys: tuple[str, ...] = ()
+    answer_key: str = "entity"
     actions: dict[str, str] = {}
+    words: dict = {
+        "title": _("Widget"),
+        "not_found_title": _("Not found"),
+        "not_found_text": _("It does not exist, or you do not have access to it."),
+        "gone": _("It was not found, or you no longer have access to it."),
+        "session_expired": _("Your Bitrix24 session has expired. Close the card and open it again."),
+        "unreachable_text": _("Bitrix24 could not be reached or did not answer in time. Close the card and open it again in a minute."),
+        "error_text": _("Bitrix24 answered with an error. Close the card and open it again."),
+    }
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # A subclass names only the words it changes; the others come from its bases.
+        merged: dict = {}
+        for base in reversed(cls.__mro__):
+            merged.update(base.__dict__.get("words", {}))
+        cls.words = merged
 
     @classmethod
     def entity_id(cls, options: dict) -> str:
@@ -60,32 +93,6 @@ class Placement:
         return ("reload", *cls.actions)
 
 
-class TaskPlacement(Placement):
-    """Any placement inside a task card: the entity is the task, loaded with the viewer's rights."""
-
-    scope = "task"
-    entity_keys = ("taskId", "TASK_ID")  # TASK_ID: portals older than 2026-08 (protocol 0.2)
-    actions = {
-        "start": "tasks.task.start",
-        "complete": "tasks.task.complete",
-        "defer": "tasks.task.defer",
-    }
-
-    @classmethod
-    def load_commands(cls, entity_id: str) -> dict[str, tuple[str, dict]]:
-        return {"task": ("tasks.task.get", {"taskId": entity_id, "select": tasks.TASK_SELECT})}
-
-    @classmethod
-    def view(cls, results: dict, *, origin: str, options: dict, viewer_id: int | None) -> dict | None:
-        return tasks.task_view(
-            results.get("task"), origin=origin, uri=options.get("URI"), viewer_id=viewer_id
-        )
-
-    @classmethod
-    def action_params(cls, entity_id: str) -> dict:
-        return {"taskId": entity_id}
-
-
 _REGISTRY: dict[str, type[Placement]] = {}
 
 
@@ -98,16 +105,37 @@ def unregister(code: str) -> None:
     _REGISTRY.pop(code, None)
 
 
+def served_codes() -> list[str]:
+    """B24_PLACEMENTS, upper-cased, in its order."""
+    return [code.strip().upper() for code in settings.B24_PLACEMENTS if code and code.strip()]
+
+
 def get(code: str) -> type[Placement] | None:
-    return _REGISTRY.get(code)
+    """The placement with this code if the app serves it (registered and in B24_PLACEMENTS)."""
+    return _REGISTRY.get(code) if code in served_codes() else None
 
 
 def all_placements() -> list[type[Placement]]:
-    return list(_REGISTRY.values())
+    """Every placement the app binds and serves, in B24_PLACEMENTS order."""
+    return [_REGISTRY[code] for code in served_codes() if code in _REGISTRY]
 
 
-@register
-class TaskViewTopPanel(TaskPlacement):
-    code = "TASK_VIEW_TOP_PANEL"
-    title = "Task widget"
-    template = "placements/task_view_top_panel.html"
+def autodiscover() -> None:
+    """Import every module of ``placements.kinds`` (each registers its placements): called in
+    ``PlacementsConfig.ready()``, so registering never depends on an import happening by chance."""
+    package = importlib.import_module("placements.kinds")
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{package.__name__}.{module.name}")
+
+
+def check_served_placements(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """``manage.py check`` (and every start): each code in B24_PLACEMENTS must be registered."""
+    unknown = [code for code in served_codes() if code not in _REGISTRY]
+    return [
+        checks.Error(
+            f"B24_PLACEMENTS names {code!r}, which no placement class registers.",
+            hint=f"Registered placements: {', '.join(sorted(_REGISTRY)) or 'none'}.",
+            id="placements.E001",
+        )
+        for code in unknown
+    ]

@@ -27,7 +27,6 @@ from portals.tokens import ReauthRequired, portal_batch, portal_mark_payment_req
 logger = logging.getLogger(__name__)
 
 NOT_INSTALLED = _("This app is not installed on this Bitrix24 portal.")
-SESSION_EXPIRED = _("Your Bitrix24 session has expired. Close the task and open it again.")
 SESSION_NOT_RENEWED = "Your Bitrix24 session cannot be renewed. Close the task and open it again."
 
 
@@ -181,7 +180,7 @@ def widget_open(*, portal: Portal, request: WidgetRequest) -> WidgetPage:
         logger.info("widget refused: portal %s answered %s for the posted token", portal.member_id, exc.code)
         if isinstance(exc, errors.NotInstalled):
             raise WidgetRefused(NOT_INSTALLED) from None
-        raise SessionExpired(SESSION_EXPIRED) from None
+        raise SessionExpired(placement.words["session_expired"]) from None
     except (errors.BitrixError, client.UntrustedEndpoint) as exc:
         page.state, page.status, page.detail = _outcome_for(exc)
         result = None
@@ -193,7 +192,7 @@ def widget_open(*, portal: Portal, request: WidgetRequest) -> WidgetPage:
     if result and viewer is None:
         error = result.errors.get("profile")
         if isinstance(error, errors.AuthError):
-            raise SessionExpired(SESSION_EXPIRED)
+            raise SessionExpired(placement.words["session_expired"])
         page.state, page.status, page.detail = _outcome_for(error or errors.BitrixError("NO_PROFILE"))
     if viewer is not None:
         page.viewer = viewer
@@ -251,7 +250,8 @@ def _payment_required(grant: ActionGrant) -> PaymentRequired:
 
 
 def widget_action(*, grant: ActionGrant, action: str) -> dict:
-    """Run ``action`` for the token's viewer with their stored credential; the entity after it.
+    """Run ``action`` for the token's viewer with their stored credential; the answer is the
+    entity after it, under the placement's ``answer_key`` (``{"task": ...}``, ``{"deal": ...}``).
 
     The token service refreshes the viewer's tokens once AUTH_EXPIRES has elapsed, and once more
     if Bitrix24 answers expired_token early. Raises PayloadError (400) for an unknown action,
@@ -259,7 +259,7 @@ def widget_action(*, grant: ActionGrant, action: str) -> dict:
     """
     placement = registry.get(grant.placement)
     if placement is None:
-        raise ActionTokenInvalid("This widget is no longer served. Reopen the task.")
+        raise ActionTokenInvalid("This widget is no longer served. Reopen the card.")
     if action not in placement.action_names():
         raise payload.PayloadError(f"Unknown action {action[:40]!r}.")
     credential = (
@@ -293,6 +293,7 @@ def widget_action(*, grant: ActionGrant, action: str) -> dict:
             result.results, origin=credential.portal.origin, options={}, viewer_id=grant.user_id
         )
     if entity is None:
-        raise ActionRefused("The task was not found, or you no longer have access to it.")
+        with translation.override(grant.lang):
+            raise ActionRefused(str(placement.words["gone"]))
     logger.info("widget action %s on %s %s by user %s", action, placement.code, grant.entity_id, grant.user_id)
-    return entity
+    return {placement.answer_key: entity}

@@ -39,11 +39,11 @@ def action_token_issue(*, grant: ActionGrant) -> str:
 
 def action_token_read(*, token: str, max_age: int = MAX_AGE_SECONDS) -> ActionGrant:
     if not token:
-        raise ActionTokenInvalid("The action token is missing. Reopen the task to continue.")
+        raise ActionTokenInvalid("The action token is missing. Reopen the card to continue.")
     try:
         data = signing.loads(token, salt=SALT, max_age=max_age)
     except signing.SignatureExpired:
-        raise ActionTokenInvalid("The action token has expired. Reopen the task to continue.") from None
+        raise ActionTokenInvalid("The action token has expired. Reopen the card to continue.") from None
     except signing.BadSignature:
         raise ActionTokenInvalid("The action token is not valid.") from None
     try:

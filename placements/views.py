@@ -58,6 +58,8 @@ def _widget_page(request: HttpRequest, page: WidgetPage) -> HttpResponse:
         "action_url": request.build_absolute_uri(reverse("placements:action")),
         "action_token": page.action_token,
         "actions": page.placement.action_names(),
+        "placement": page.placement,
+        "words": page.placement.words,
     }
     with translation.override(page.lang):
         response = render(request, page.placement.template, context, status=page.status)
@@ -89,13 +91,13 @@ def handler(request: HttpRequest) -> HttpResponse:
 @csrf_exempt  # authorised by the signed token, not by a cookie (cookies die in a third-party iframe)
 @require_POST
 def action(request: HttpRequest) -> JsonResponse:
-    """POST /placements/action/: reload, start, complete or defer the widget's task."""
+    """POST /placements/action/: reload (or start, complete, defer...) the widget's entity."""
     try:
         params = _params(request)
         grant = action_token_read(token=params.get("token", "").strip())
-        entity = widget_action(grant=grant, action=params.get("action", "").strip())
+        answer = widget_action(grant=grant, action=params.get("action", "").strip())
     except failures.EXPECTED as exc:
         status = failure_status(exc)
         logger.info("widget action refused (%s): %s", status, getattr(exc, "code", type(exc).__name__))
         return json_error(status, failure_message(exc))
-    return JsonResponse({"task": entity})
+    return JsonResponse(answer)

@@ -10,6 +10,7 @@ from django.test import Client
 from django.utils import timezone
 
 from placements import registry
+from placements.kinds.tasks import TaskPlacement
 from placements.models import Invocation
 from portals.models import Credential, Portal
 from tests.fixtures_placements import TASK_ID, VIEWER_ID, action_token_from
@@ -362,7 +363,9 @@ def test_a_new_placement_needs_only_a_class_and_a_template(widget, client, setti
     )
     settings.TEMPLATES = [{**settings.TEMPLATES[0], "DIRS": [tmp_path, *settings.TEMPLATES[0]["DIRS"]]}]
 
-    class TaskViewTab(registry.TaskPlacement):
+    settings.B24_PLACEMENTS = ["TASK_VIEW_TOP_PANEL", "TASK_VIEW_TAB"]
+
+    class TaskViewTab(TaskPlacement):
         code = "TASK_VIEW_TAB"
         title = "Task tab"
         template = "placements/task_view_tab.html"

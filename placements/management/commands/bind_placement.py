@@ -13,8 +13,9 @@ class Command(PortalCommand):
     def add_arguments(self, parser):
         self.add_selection_arguments(parser)
         parser.add_argument(
-            "--placement", default=operations.DEFAULT_PLACEMENT, metavar="CODE",
-            help=f"placement code (default {operations.DEFAULT_PLACEMENT})",
+            "--placement", default=None, metavar="CODE",
+            help="placement code (default: every placement in B24_PLACEMENTS, which defaults to "
+            f"{operations.DEFAULT_PLACEMENT})",
         )
         parser.add_argument(
             "--handler", default=None, metavar="URL",
@@ -26,17 +27,19 @@ class Command(PortalCommand):
 
     def handle(self, *args, **options):
         selection = self.select(options)
-        code, handler, title = operations.placement_defaults(
+        targets = operations.placement_targets(
             placement=options["placement"], handler=options["handler"], title=options["title"]
         )
         if options["dry_run"]:
-            return self.dry_run(selection=selection, describe=lambda portal: f"{self.verb} {code} -> {handler}")
+            return self.dry_run(
+                selection=selection, describe=lambda portal: f"{self.verb} {targets.codes} -> {targets.handler}"
+            )
         self.run(
-            what=f"{self.verb}_placement {code}",
+            what=f"{self.verb}_placement {targets.codes}",
             selection=selection,
-            work=lambda portal, pace: self.placement_work(portal=portal, code=code, handler=handler, title=title),
+            work=lambda portal, pace: self.placement_work(portal=portal, targets=targets, pace=pace),
             options=options,
         )
 
-    def placement_work(self, *, portal, code: str, handler: str, title: str) -> operations.PortalOutcome:
-        return operations.portal_bind_placement(portal=portal, placement=code, handler=handler, title=title)
+    def placement_work(self, *, portal, targets, pace) -> operations.PortalOutcome:
+        return operations.portal_bind_placements(portal=portal, targets=targets, pace=pace)

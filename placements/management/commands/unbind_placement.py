@@ -1,6 +1,6 @@
 """manage.py unbind_placement: placement.unbind with our handler URL, so other handlers survive."""
-from placements.management.commands.bind_placement import Command as BindPlacementCommand
 from placements import operations
+from placements.management.commands.bind_placement import Command as BindPlacementCommand
 
 
 class Command(BindPlacementCommand):
@@ -10,5 +10,5 @@ class Command(BindPlacementCommand):
     )
     verb = "unbind"
 
-    def placement_work(self, *, portal, code: str, handler: str, title: str) -> operations.PortalOutcome:
-        return operations.portal_unbind_placement(portal=portal, placement=code, handler=handler)
+    def placement_work(self, *, portal, targets, pace) -> operations.PortalOutcome:
+        return operations.portal_unbind_placements(portal=portal, targets=targets, pace=pace)

@@ -1,0 +1,1 @@
+"""One module per kind of placement; each registers its classes (``registry.autodiscover``)."""
