@@ -8,9 +8,10 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
-from portals import fanout, operations
+from portals import fanout, operations, sync
 from portals.logging import mask
 from portals.models import Credential, Portal
+from portals.subscription import Subscription
 
 # An admin request works through the portals one after another; more belongs to the commands.
 ACTION_MAX_PORTALS = 50
@@ -26,26 +27,66 @@ def _admin_token_expires_at():
     return Subquery(admin_credential)
 
 
+# A trial with this many days left or fewer is "ending" in the admin's filter.
+TRIAL_ENDING_DAYS = 7
+
+
+class SubscriptionFilter(admin.SimpleListFilter):
+    """Trials about to end and subscriptions that are over, at a glance (app.info, protocol 15)."""
+
+    title = "subscription"
+    parameter_name = "subscription"
+
+    def lookups(self, request, model_admin):
+        return (
+            ("trial_ending", f"trial ending ({TRIAL_ENDING_DAYS} days or fewer)"),
+            ("trial", "trial"),
+            ("expired", "expired (app.info PAYMENT_EXPIRED)"),
+            ("payment_required", "payment required (Bitrix24 refuses calls)"),
+            ("paid", "paid or subscription"),
+            ("unknown", "status unknown"),
+        )
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value == "trial_ending":
+            return queryset.filter(
+                app_status=Portal.AppStatus.TRIAL, days_left__lte=TRIAL_ENDING_DAYS, payment_expired=False
+            )
+        if value == "trial":
+            return queryset.filter(app_status=Portal.AppStatus.TRIAL)
+        if value == "expired":
+            return queryset.filter(payment_expired=True)
+        if value == "payment_required":
+            return queryset.filter(status=Portal.Status.PAYMENT_REQUIRED)
+        if value == "paid":
+            return queryset.filter(app_status__in=[Portal.AppStatus.PAID, Portal.AppStatus.SUBSCRIPTION])
+        if value == "unknown":
+            return queryset.filter(app_status="")
+        return queryset
+
+
 @admin.register(Portal)
 class PortalAdmin(admin.ModelAdmin):
     list_display = (
-        "domain", "member_id", "status", "app_status", "installed_at", "updated_at",
+        "domain", "member_id", "status", "app_status", "subscription", "installed_at", "updated_at",
         "admin_token_expires_at",
     )
-    list_filter = ("status", "app_status")
+    list_filter = ("status", SubscriptionFilter, "app_status")
     search_fields = ("domain", "=member_id")
     ordering = ("domain",)
     list_per_page = 100
     # Every field is read-only and the token field is not among them: the form has no token input.
     fields = (
-        "domain", "member_id", "status", "status_detail", "app_status", "scope",
+        "domain", "member_id", "status", "status_detail", "app_status", "payment_expired", "days_left",
+        "license", "subscription_checked_at", "scope",
         "client_endpoint", "server_endpoint", "application_token_masked",
         "installed_at", "updated_at", "uninstalled_at",
         "admin_token_expires_at", "credentials_summary",
     )
     readonly_fields = fields
     # placements/admin.py adds the invocation columns and the bind actions to this admin.
-    actions = ("refresh_tokens_now", "disable", "enable")
+    actions = ("sync_now", "refresh_tokens_now", "disable", "enable")
 
     def get_queryset(self, request):
         return (
@@ -65,6 +106,15 @@ class PortalAdmin(admin.ModelAdmin):
     @admin.display(description="admin token expires", ordering="admin_token_expires_at")
     def admin_token_expires_at(self, obj):
         return obj.admin_token_expires_at
+
+    @admin.display(description="trial / subscription", ordering="days_left")
+    def subscription(self, obj):
+        text = Subscription.of(obj).period() or "-"
+        if obj.payment_expired or obj.status == Portal.Status.PAYMENT_REQUIRED:
+            return format_html('<strong style="color:#ba2121">{}</strong>', text)
+        if obj.app_status == Portal.AppStatus.TRIAL and obj.days_left is not None and obj.days_left <= TRIAL_ENDING_DAYS:
+            return format_html('<strong style="color:#b36b00">{}</strong>', text)
+        return text
 
     @admin.display(description="application token")
     def application_token_masked(self, obj):
@@ -109,6 +159,15 @@ class PortalAdmin(admin.ModelAdmin):
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/portals/portal/confirm_action.html", context)
+
+    @admin.action(
+        description="Sync now (bind what is missing, read the subscription; never unbinds)", permissions=["change"]
+    )
+    def sync_now(self, request, queryset):
+        self._run(
+            request, queryset, verb="Sync",
+            work=lambda portal, pace: sync.portal_sync(portal=portal, pace=pace),
+        )
 
     @admin.action(description="Refresh tokens now", permissions=["change"])
     def refresh_tokens_now(self, request, queryset):

@@ -32,17 +32,22 @@ class Subscription:
     days_left: int | None = None
     license: str | None = None
 
-    def describe(self) -> str:
-        """One line for an operator: "trial, 12 days left", "paid, expired 3 days ago"..."""
-        status = Portal.AppStatus(self.app_status).label if self.app_status else "status unknown"
-        parts = [status]
+    @classmethod
+    def of(cls, portal: Portal) -> "Subscription":
+        """What is stored for a portal (blank and null read as unknown)."""
+        return cls(portal.app_status or None, portal.payment_expired, portal.days_left, portal.license or None)
+
+    def period(self) -> str:
+        """What is left of the trial or paid period: "12 day(s) left", "expired 3 day(s) ago", ""."""
         if self.payment_expired:
-            parts.append("expired" if self.days_left is None else f"expired {abs(self.days_left)} day(s) ago")
-        elif self.days_left is not None:
-            parts.append(f"{self.days_left} day(s) left")
-        if self.license:
-            parts.append(f"licence {self.license}")
-        return ", ".join(parts)
+            return "expired" if self.days_left is None else f"expired {abs(self.days_left)} day(s) ago"
+        return "" if self.days_left is None else f"{self.days_left} day(s) left"
+
+    def describe(self) -> str:
+        """One line for an operator: "trial, 12 day(s) left, licence de_pro100"..."""
+        status = Portal.AppStatus(self.app_status).label if self.app_status else "status unknown"
+        parts = [status, self.period(), f"licence {self.license}" if self.license else ""]
+        return ", ".join(part for part in parts if part)
 
 
 def _field(source: dict, *names: str):

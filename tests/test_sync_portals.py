@@ -152,3 +152,46 @@ def test_a_placement_registered_later_is_bound_by_the_next_sync(install_portals,
     finally:
         registry.unregister("TASK_VIEW_TAB")
     assert sorted(our_placements(fake_portal)) == ["TASK_VIEW_TAB", "TASK_VIEW_TOP_PANEL"]
+
+
+# --- the admin: Sync now, and the subscription at a glance ------------------------------------------
+
+
+def post_action(client, action, portals):
+    from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+
+    data = {"action": action, ACTION_CHECKBOX_NAME: [str(p.pk) for p in portals]}
+    return client.post("/admin/portals/portal/", data, follow=True)
+
+
+def test_sync_now_admin_action_runs_the_same_service(install_portals, staff_client, fake_b24):
+    (portal, fake_portal), (other, other_fake) = install_portals(2)
+    fake_b24.update_app(fake_portal, drop_placements=True)
+    fake_b24.update_app(other_fake, drop_placements=True)
+    fake_b24.set_subscription(fake_portal, status="T", days=4)
+    response = post_action(staff_client, "sync_now", [portal])
+    messages = [m.message for m in response.context["messages"]]
+    assert len(messages) == 1 and messages[0].startswith(f"Sync {portal.domain}: repaired (bound ")
+    assert our_placements(fake_portal) == ["TASK_VIEW_TOP_PANEL"] and our_events(fake_portal) == OURS
+    assert other_fake.placements == []  # not selected, not touched
+    assert Portal.objects.get(pk=portal.pk).days_left == 4
+
+
+def test_admin_shows_trial_days_left_and_expired_with_a_filter(install_portals, staff_client, fake_b24):
+    (ending, _), (expired, _), (paid, _), (unpaid, _) = install_portals(4)
+    Portal.objects.filter(pk=ending.pk).update(app_status="T", days_left=3, payment_expired=False)
+    Portal.objects.filter(pk=expired.pk).update(app_status="T", days_left=-2, payment_expired=True)
+    Portal.objects.filter(pk=paid.pk).update(app_status="P", days_left=200, payment_expired=False)
+    Portal.objects.filter(pk=unpaid.pk).update(status=Portal.Status.PAYMENT_REQUIRED)
+    page = staff_client.get("/admin/portals/portal/").content.decode()
+    assert "3 day(s) left" in page and "expired 2 day(s) ago" in page and "200 day(s) left" in page
+
+    def listed(query):
+        body = staff_client.get(f"/admin/portals/portal/?subscription={query}").content.decode()
+        return {p.domain for p in (ending, expired, paid, unpaid) if f">{p.domain}<" in body}
+
+    assert listed("trial_ending") == {ending.domain}
+    assert listed("expired") == {expired.domain}
+    assert listed("paid") == {paid.domain}
+    assert listed("payment_required") == {unpaid.domain}
+    assert listed("trial") == {ending.domain, expired.domain}
