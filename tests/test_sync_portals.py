@@ -138,20 +138,26 @@ def test_an_event_another_app_declares_is_bound_by_the_next_sync(install_portals
     assert "ONTASKUPDATE" in our_events(fake_portal)
 
 
-def test_a_placement_registered_later_is_bound_by_the_next_sync(install_portals, fake_b24):
+def test_every_placement_in_b24_placements_is_compared_and_bound(install_portals, fake_b24, settings):
     from placements import registry
+    from placements.kinds.tasks import TaskPlacement
 
-    class TaskViewTab(registry.TaskPlacement):
-        code, title, template = "TASK_VIEW_TAB", "Task tab", "placements/task_view_top_panel.html"
+    class TaskViewTab(TaskPlacement):
+        code, title = "TASK_VIEW_TAB", "Task tab"
 
     (portal, fake_portal), = install_portals(1)
     registry.register(TaskViewTab)
     try:
+        settings.B24_PLACEMENTS = ["TASK_VIEW_TOP_PANEL", "TASK_VIEW_TAB"]
         run = run_command("sync_portals", "--portal", portal.domain)
         assert run.code == 0 and "bound placement TASK_VIEW_TAB" in run.out
+        assert sorted(our_placements(fake_portal)) == ["TASK_VIEW_TAB", "TASK_VIEW_TOP_PANEL"]
+        settings.B24_PLACEMENTS = ["TASK_VIEW_TOP_PANEL"]
+        fake_portal.placements.clear()
+        run = run_command("sync_portals", "--portal", portal.domain)
+        assert "TASK_VIEW_TAB" not in run.out  # no longer declared: neither bound nor unbound
     finally:
         registry.unregister("TASK_VIEW_TAB")
-    assert sorted(our_placements(fake_portal)) == ["TASK_VIEW_TAB", "TASK_VIEW_TOP_PANEL"]
 
 
 # --- the admin: Sync now, and the subscription at a glance ------------------------------------------
