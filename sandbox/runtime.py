@@ -41,7 +41,7 @@ class Sandbox:
 
         if not self.portal.installed or not self.bound_handler(TASK_PLACEMENT):
             return False
-        return Portal.objects.installed().filter(
+        return Portal.objects.served().filter(
             member_id=self.portal.member_id, client_endpoint=self.portal.client_endpoint
         ).exists()
 
@@ -98,6 +98,22 @@ class Sandbox:
     def set_slow(self, slow: bool) -> None:
         self.fake.latency_for["portal"] = SLOW_LATENCY if slow else NORMAL_LATENCY
 
+    @property
+    def unpaid(self) -> bool:
+        return self.portal.payment_required
+
+    def require_payment(self) -> None:
+        """The trial or subscription ends: tokens and REST answer PAYMENT_REQUIRED (15.4)."""
+        self.fake.require_payment(self.portal)
+
+    def pay(self) -> list[dict]:
+        """The customer pays: Bitrix24 serves the app again and rings ONAPPPAYMENT (15.3),
+        whose envelope carries no token at all."""
+        self.fake.pay(self.portal)
+        data = {"CODE": self.fake.client_id, "VERSION": "1", "STATUS": self.portal.app_status,
+                "PAYMENT_EXPIRED": "N", "DAYS": str(self.portal.days or ""), "LANGUAGE_ID": "en"}
+        return self._deliver(self._handlers("ONAPPPAYMENT"), event="ONAPPPAYMENT", data=data, token=False)
+
     def uninstall(self) -> list[dict]:
         """The administrator deletes the app: tokens die, bindings go, and Bitrix24 calls every
         ONAPPUNINSTALL handler (2.1). Returns each handler's answer."""
@@ -108,9 +124,9 @@ class Sandbox:
     def _handlers(self, event: str) -> list[str]:
         return [e["handler"] for e in list(self.portal.events) if e["event"] == event]
 
-    def _deliver(self, handlers: list[str], *, event: str, data: dict) -> list[dict]:
-        """POST the event to each handler as Bitrix24's queue does (2.3): an application-token
-        envelope, no user auth. Returns each handler's answer."""
+    def _deliver(self, handlers: list[str], *, event: str, data: dict, token: bool = True) -> list[dict]:
+        """POST the event to each handler as Bitrix24's queue does (2.3): no user auth, and the
+        application token unless ``token`` is off. Returns each handler's answer."""
         body = {
             "event": event,
             "ts": str(int(dt.datetime.now().timestamp())),
@@ -120,8 +136,9 @@ class Sandbox:
             "auth[status]": self.portal.app_status,
             "auth[client_endpoint]": self.portal.client_endpoint,
             "auth[member_id]": self.portal.member_id,
-            "auth[application_token]": self.portal.application_token,
         }
+        if token:
+            body["auth[application_token]"] = self.portal.application_token
         answers = []
         for handler in handlers:
             try:

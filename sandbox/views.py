@@ -18,6 +18,8 @@ from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET, require_POST
 
 from placements.tasks import STATUS_LABELS
+from portals.models import Portal
+from portals.subscription import portal_subscription_refresh
 from sandbox import runtime
 from sandbox.runtime import ADMIN_USER_ID, EMPLOYEE_USER_ID, TASK_PLACEMENT, sandbox
 
@@ -72,6 +74,7 @@ def _chrome(request: HttpRequest, **context) -> dict:
         "users": [box.user(ADMIN_USER_ID), box.user(EMPLOYEE_USER_ID)],
         "tasks": sorted(box.portal.tasks.values(), key=lambda task: task.id),
         "slow": box.slow,
+        "unpaid": box.unpaid,
         "has_app_page": app_page_path() is not None,
         "superuser_command": (
             "DEBUG=true DJANGO_SUPERUSER_PASSWORD=admin .venv/bin/python manage.py createsuperuser "
@@ -156,6 +159,10 @@ def task_state(request: HttpRequest, task_id: int) -> JsonResponse:
                          "status_label": str(STATUS_LABELS.get(task.status, task.status))})
 
 
+def _demo_portal_row(box) -> Portal:
+    return Portal.objects.get(member_id=box.portal.member_id)
+
+
 @require_POST
 @sandbox_only
 def control(request: HttpRequest, name: str) -> JsonResponse:
@@ -170,6 +177,23 @@ def control(request: HttpRequest, name: str) -> JsonResponse:
         message = (f"The portal now takes {runtime.SLOW_LATENCY:g} s per REST call: open the card again, or "
                    "click an action, and watch the widget wait." if box.slow else
                    f"The portal answers in {runtime.NORMAL_LATENCY * 1000:.0f} ms again.")
+    elif name == "unpaid":
+        if request.POST.get("on") == "1":
+            box.require_payment()
+            message = ("The demo portal's subscription is over: Bitrix24 answers PAYMENT_REQUIRED. Open the card "
+                       "again: the widget asks the user to have an administrator renew it.")
+        else:
+            answers = box.pay()
+            statuses = ", ".join(str(answer["status"]) for answer in answers) or "no handler was bound"
+            message = f"Paid: Bitrix24 sent ONAPPPAYMENT (the app answered {statuses}). "
+            if _demo_portal_row(box).status == Portal.Status.PAYMENT_REQUIRED:
+                # The app believes a doorbell only 30 s after its last app.info read (forged ones
+                # must not spend the portal's calls); sync_portals is the operator's way.
+                portal_subscription_refresh(portal=_demo_portal_row(box))
+                message += ("The app had read app.info moments ago, so it ignored the doorbell; the sandbox ran "
+                            "what sync_portals runs for this portal instead. ")
+            message += f"The portal is {_demo_portal_row(box).status} again: open the card again."
+        return JsonResponse({"message": message, "unpaid": box.unpaid})
     elif name == "uninstall":
         answers = box.uninstall()
         statuses = ", ".join(str(answer["status"]) for answer in answers) or "no handler was bound"

@@ -82,6 +82,44 @@ def test_in_chromium_the_widget_opens_in_the_task_card_resizes_and_completes_the
             browser.close()
 
 
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary on PATH (Debian's 'chromium' package)")
+def test_in_chromium_the_controls_expire_the_token_make_the_app_unpaid_and_uninstall_it(dev_server):
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1180, "height": 640})
+            frame = page.frame_locator("#b24-app-frame")
+            page.goto(dev_server["base_url"] + "/sandbox/tasks/1/?user=2")
+            frame.locator('#b24-widget[data-state="ok"]').wait_for(timeout=30_000)
+
+            page.click('[data-control="expire-token"]')
+            page.locator("#control-message", has_text="expired").wait_for(timeout=10_000)
+            frame.locator('[data-action="reload"]').click()
+            frame.locator('[data-field="note"]', has_text="Done").wait_for(timeout=15_000)  # refreshed
+
+            page.click('[data-control="unpaid"][data-on="1"]')
+            page.locator("#control-message", has_text="PAYMENT_REQUIRED").wait_for(timeout=10_000)
+            page.reload()
+            frame.locator('[data-state="payment_required"]').wait_for(timeout=30_000)
+            page.screenshot(path=str(ARTIFACTS / "sandbox-unpaid.png"))
+            page.click('[data-control="unpaid"][data-on="0"]')
+            page.locator("#control-message", has_text="ONAPPPAYMENT").wait_for(timeout=15_000)
+            page.reload()
+            frame.locator('#b24-widget[data-state="ok"]').wait_for(timeout=30_000)
+
+            page.click('[data-control="uninstall"]')
+            page.locator("#not-installed").wait_for(timeout=15_000)  # the page reloads by itself
+            page.screenshot(path=str(ARTIFACTS / "sandbox-uninstalled.png"))
+            page.click("#not-installed a")  # install again, then the card
+            page.wait_for_url("**/sandbox/tasks/1/**", timeout=30_000)
+            frame.locator('#b24-widget[data-state="ok"]').wait_for(timeout=30_000)
+        finally:
+            browser.close()
+
+
 def test_the_sandbox_form_yields_the_real_widget_and_complete_changes_the_fakes_task(dev_server):
     visitor = SandboxVisitor(dev_server["base_url"])
     card = visitor.open_portal("/sandbox/tasks/2/")
@@ -141,6 +179,20 @@ def test_a_slow_portal_makes_the_widget_wait(dev_server):
         assert time.monotonic() - started >= 2.0
     finally:
         assert visitor.control("slow-portal", on="0")["slow"] is False
+
+
+def test_an_unpaid_app_asks_for_renewal_and_paying_brings_it_back(dev_server):
+    visitor = SandboxVisitor(dev_server["base_url"])
+    visitor.open_portal()
+    assert visitor.control("unpaid", on="1")["unpaid"] is True
+    try:
+        widget = visitor.submit_frame(visitor.get("/sandbox/tasks/1/").text)
+        assert 'data-state="payment_required"' in widget.text, widget.text[:2000]
+    finally:
+        paid = visitor.control("unpaid", on="0")
+    assert paid["unpaid"] is False and "ONAPPPAYMENT" in paid["message"] and "200" in paid["message"]
+    widget = visitor.submit_frame(visitor.get("/sandbox/tasks/1/").text)
+    assert 'data-state="ok"' in widget.text, widget.text[:2000]
 
 
 def test_uninstall_sends_onappuninstall_and_the_portal_installs_again(dev_server):

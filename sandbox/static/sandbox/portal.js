@@ -61,9 +61,10 @@
         method: "POST", body: body, headers: {"X-CSRFToken": csrf()}, credentials: "same-origin"
       }).then(function (response) { return response.json(); }).then(function (data) {
         message.textContent = data.message;
-        if (button.hasAttribute("data-on")) {
-          button.setAttribute("data-on", data.slow ? "0" : "1");
-          button.textContent = data.slow ? "Make the portal fast again" : "Make the portal slow";
+        if (button.hasAttribute("data-on")) {  /* a toggle: the next click undoes this one */
+          var nowOn = button.getAttribute("data-on") === "1";
+          button.setAttribute("data-on", nowOn ? "0" : "1");
+          button.textContent = button.getAttribute(nowOn ? "data-label-off" : "data-label-on");
         }
         if (data.reload) { setTimeout(function () { location.reload(); }, 2500); }
       }).catch(function (error) { message.textContent = "That did not work: " + error.message; })
