@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "portals",
     "placements",
+    "events",
 ]
 
 MIDDLEWARE = [
@@ -165,6 +166,24 @@ if SANDBOX:
     MIDDLEWARE.append("sandbox.middleware.SandboxStartMiddleware")
     B24_ALLOW_PRIVATE_ENDPOINTS = True  # the fake's portal lives on http://127.0.0.1
     B24_JS_LIBRARY_URL = "/static/sandbox/bx24.js"
+
+# --- The queue (Celery; the worker's own knobs are in bitrix_widget/celeryconfig.py) -------------
+# Unset: tasks run in this process right after the response (./scripts/dev needs no server).
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
+# Every portal's budget of Bitrix24 calls (protocol 4.4, 18), shared by every process through
+# the broker's Redis (or the database without one): a steady rate and a burst.
+B24_RATE_PER_SECOND = env.float("B24_RATE_PER_SECOND", default=2.0)
+B24_RATE_BURST = env.int("B24_RATE_BURST", default=50)
+# Longest a caller waits for its turn before the call is refused as rate-limited (seconds):
+# short for a person waiting on a page, longer for a worker.
+B24_RATE_MAX_WAIT = env.float("B24_RATE_MAX_WAIT", default=3.0)
+B24_RATE_MAX_WAIT_BACKGROUND = env.float("B24_RATE_MAX_WAIT_BACKGROUND", default=60.0)
+# An event whose handler keeps failing ends "failed" after this many attempts.
+EVENTS_MAX_ATTEMPTS = env.int("EVENTS_MAX_ATTEMPTS", default=5)
+# First retry after about this many seconds, doubling each time (capped at an hour, jittered).
+EVENTS_RETRY_BASE_SECONDS = env.float("EVENTS_RETRY_BASE_SECONDS", default=30.0)
+# Seconds between two runs of the offline-queue sweep over all portals (celery beat).
+EVENTS_OFFLINE_SWEEP_SECONDS = env.int("EVENTS_OFFLINE_SWEEP_SECONDS", default=300)
 
 # --- Production security (DEBUG off) -------------------------------------------------------------
 if not DEBUG:

@@ -126,3 +126,14 @@ class Credential(models.Model):
 
     def is_expired(self, now=None) -> bool:
         return self.expires_at is None or self.expires_at <= (now or timezone.now())
+
+
+class RateBucket(models.Model):
+    """A portal's shared request budget when no Redis is configured (portals/ratelimit.py):
+    ``tat`` is when its bucket is next empty, in unix seconds (GCRA)."""
+
+    key = models.CharField(max_length=255, unique=True)
+    tat = models.FloatField()
+
+    def __str__(self) -> str:
+        return self.key

@@ -146,3 +146,14 @@ def language_code(value: str) -> str:
     """Bitrix24's LANG (``en``, ``ru``, ``de``, ``ua``, ``br``...) as one of ours, else English."""
     code = (value or "").strip().lower().replace("_", "-").split("-")[0]
     return code if code in LANGUAGES else "en"
+
+
+def ts_field(params: dict, name: str = "ts") -> str:
+    """When Bitrix24's queue sent the event (unix seconds, as a string); "" when absent."""
+    value = params.get(name, "")
+    if not isinstance(value, str):
+        raise PayloadError(f"{name} is malformed.")
+    value = value.strip()
+    if value and not (value.isdigit() and len(value) <= 20):
+        raise PayloadError(f"{name} must be a unix time in seconds.")
+    return value

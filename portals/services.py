@@ -237,6 +237,21 @@ def portal_update(*, grant: InstallGrant) -> tuple[Portal, BindOutcome]:
     return portal_install(grant=grant)
 
 
+def business_event_portal(*, member_id: str, application_token: str) -> Portal:
+    """The installed portal a business event names, proven by its application token.
+
+    Stops anyone who knows a portal's member_id from posting events in its name (the token is
+    compared in constant time, and an unknown portal gets the same answer as a wrong token, so
+    the answer tells nothing about which portals are installed). The token is seen by every user
+    who opens the widget; what such a user could forge is a task event, and its handler re-reads
+    the task from Bitrix24 instead of believing the event.
+    """
+    portal = Portal.objects.installed().filter(member_id=member_id).first()
+    if portal is None or not application_token_matches(portal.application_token, application_token):
+        raise VerificationRefused("The application token does not match an installed portal of this app.")
+    return portal
+
+
 @dataclass
 class UninstallOutcome:
     portal: Portal

@@ -12,7 +12,7 @@ from django.utils import translation
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from portals import failures, payload
+from portals import event_receivers, failures, payload
 from portals.bitrix.client import oauth_server_for
 from portals.failures import failure_message, failure_status
 from portals.framing import allow_framing_by
@@ -20,6 +20,7 @@ from portals.responses import json_error
 from portals.services import (
     InstallGrant,
     NotAdministrator,
+    business_event_portal,
     portal_install,
     portal_payment_doorbell,
     portal_uninstall,
@@ -104,7 +105,7 @@ def _json_error(exc: Exception) -> JsonResponse:
 @require_POST
 def events(request: HttpRequest) -> JsonResponse:
     """POST /portals/events/: ONAPPINSTALL, ONAPPUPDATE, ONAPPUNINSTALL and ONAPPPAYMENT from
-    Bitrix24's queue."""
+    Bitrix24's queue, and the business events another app receives (portals/event_receivers.py)."""
     try:
         body = payload.parse_bracketed(payload.merged_params(request))
         event = str(body.get("event", "")).upper()
@@ -147,6 +148,17 @@ def events(request: HttpRequest) -> JsonResponse:
             result = portal_payment_doorbell(member_id=member_id)
             request.log_context = {"event": event, "detail": result}
             return JsonResponse({"status": "success", "event": event})
-        raise payload.PayloadError(f"Unknown event {event[:40]!r}.")
+        receive = event_receivers.receiver_for(event)
+        if receive is None:
+            raise payload.PayloadError(f"Unknown event {event[:40]!r}.")
+        portal = business_event_portal(
+            member_id=payload.member_id_field(auth, "member_id"),
+            application_token=payload.token_field(auth, "application_token"),
+        )
+        request.log_context = {"member_id": portal.member_id, "domain": portal.domain, "event": event}
+        answer = receive(
+            event_receivers.BusinessEvent(portal=portal, name=event, data=data, ts=payload.ts_field(body))
+        )
+        return JsonResponse({"status": "success", "event": event, **answer})
     except failures.EXPECTED as exc:
         return _json_error(exc)

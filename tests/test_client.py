@@ -7,7 +7,7 @@ from portals.bitrix import client, errors
 
 
 @pytest.fixture
-def portal(fake_b24):
+def portal(fake_b24, db):  # db: calls take their turn in the shared budget (portals/ratelimit.py)
     fake_portal = fake_b24.add_portal(domain="client.example.com")
     return fake_portal, fake_b24.issue_tokens(fake_portal)["access_token"]
 
@@ -183,7 +183,7 @@ def test_old_key_still_decrypts_after_a_new_key_is_put_first(settings):
     assert fields.decrypt(rotated) == "secret-token"
 
 
-def test_the_suite_cannot_reach_beyond_loopback(settings):
+def test_the_suite_cannot_reach_beyond_loopback(settings, db):
     """The conftest guard: a real Bitrix24 host (here an address for documentation) is refused."""
     settings.B24_ALLOW_PRIVATE_ENDPOINTS = True
     with pytest.raises(errors.TransportError):

@@ -19,6 +19,7 @@ import requests
 from django.conf import settings
 
 from portals import metrics
+from portals import ratelimit
 from portals.bitrix import errors
 
 logger = logging.getLogger(__name__)
@@ -212,6 +213,8 @@ def _with_rate_limit_retries(send):
     for delay in (*RATE_LIMIT_BACKOFF, None):
         try:
             return send()
+        except errors.BudgetExhausted:
+            raise  # our own limiter already waited as long as the caller may
         except errors.RateLimited:
             metrics.rate_limit_hits.inc()
             if delay is None:
@@ -274,9 +277,15 @@ def oauth_refresh(*, server: str, refresh_token: str) -> dict:
 
 def call(*, client_endpoint: str, method: str, access_token: str, params: dict | None = None) -> dict:
     """Call one REST method; the whole answer (``result``, and ``total``/``next`` for lists)."""
-    url = f"{validate_client_endpoint(client_endpoint)}{method}"
+    endpoint = validate_client_endpoint(client_endpoint)
+    url = f"{endpoint}{method}"
     body = {**(params or {}), "auth": access_token}
-    return _with_rate_limit_retries(lambda: _send("POST", url, method=method, json=body))
+
+    def send() -> dict:
+        ratelimit.acquire(endpoint)  # the portal's budget, shared with every other process
+        return _send("POST", url, method=method, json=body)
+
+    return _with_rate_limit_retries(send)
 
 
 def build_query(params: dict, prefix: str = "") -> str:

@@ -52,6 +52,11 @@ class RateLimited(BitrixError):
     """``QUERY_LIMIT_EXCEEDED`` and kin: back off and retry a bounded number of times."""
 
 
+class BudgetExhausted(RateLimited):
+    """Our own limiter refused the call: the portal's shared budget is used up for longer than
+    the caller may wait (portals/ratelimit.py). Nothing was sent."""
+
+
 class AlreadyBound(BitrixError):
     """``ERROR_CORE`` "Handler already binded": the binding we wanted exists already."""
 

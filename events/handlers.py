@@ -1,0 +1,42 @@
+"""The built-in handlers: task events re-read the task, the doorbell drains the offline queue.
+
+Loaded by ``EventsConfig.ready()``, like any app developer's handlers module.
+"""
+from __future__ import annotations
+
+from events.registry import PermanentFailure, handler
+from portals.tokens import ReauthRequired, portal_call
+
+TASK_EVENTS = ("ONTASKADD", "ONTASKUPDATE", "ONTASKDELETE")
+TASK_SELECT = ["ID", "TITLE", "STATUS", "RESPONSIBLE_ID", "CHANGED_DATE"]
+
+
+def installer_credential(portal):
+    """The credential background work acts with: the installer's (an administrator's)."""
+    credential = portal.admin_credential()
+    if credential is None or not (credential.access_token or credential.refresh_token):
+        raise ReauthRequired("NO_CREDENTIAL", "no administrator token is stored for this portal")
+    credential.portal = portal
+    return credential
+
+
+@handler(*TASK_EVENTS)
+def task_reread(event) -> str:
+    """Re-read the task with the installer's token: an event carries only ids (protocol 14.2),
+    and anyone who saw the application token could have posted it. A task that can no longer be
+    read (deleted, or hidden from the installer) is an outcome, not an error."""
+    task_id = event.object_id
+    if not task_id.isdigit():
+        raise PermanentFailure(f"the event names no task id ({task_id[:20]!r})")
+    if event.name == "ONTASKDELETE":
+        return f"task {task_id} deleted"
+    answer = portal_call(
+        credential=installer_credential(event.portal),
+        method="tasks.task.get",
+        params={"taskId": int(task_id), "select": TASK_SELECT},
+    )
+    result = answer.get("result")
+    task = result.get("task") if isinstance(result, dict) else None  # [] when gone (protocol 7)
+    if not isinstance(task, dict):
+        return f"task {task_id} is no longer readable (deleted, or hidden from the installer)"
+    return f"task {task_id} read: status {str(task.get('status', '?'))[:4]}, {str(task.get('title', ''))[:120]!r}"

@@ -1,0 +1,83 @@
+"""Where a task runs: on the Celery queue when CELERY_BROKER_URL is set, else in this process
+right after the response (so ./scripts/dev needs no server besides itself).
+
+Nothing depends on the broker accepting a message: the Event row is written first, and a
+message lost on the way (broker down, worker killed) is put back by the ``requeue_due`` sweep.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+from django.conf import settings
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+_request = threading.local()
+
+
+def broker_configured() -> bool:
+    return bool(settings.CELERY_BROKER_URL)
+
+
+def enqueue(task, *args, countdown: float = 0.0) -> None:
+    """Run the Celery ``task`` with ``args``: after the current transaction commits, on the
+    queue; or, without a broker, after this request's response (at once outside a request)."""
+    if broker_configured():
+        transaction.on_commit(lambda: _publish(task, args, countdown))
+    elif countdown > 0:
+        timer = threading.Timer(countdown, _run_in_process, args=(task, args))
+        timer.daemon = True
+        timer.start()
+    elif getattr(_request, "pending", None) is not None:
+        _request.pending.append((task, args))
+    else:
+        transaction.on_commit(lambda: _run_in_process(task, args))
+
+
+_pools: dict = {}
+_pools_lock = threading.Lock()
+
+
+def _connection_pool(url: str):
+    """One pool of broker connections per URL: the URL is read from the settings at publish time
+    (not frozen into the Celery app when it was first configured)."""
+    with _pools_lock:
+        if url not in _pools:
+            from kombu import Connection
+
+            _pools[url] = Connection(url, connect_timeout=2).Pool(limit=32)
+        return _pools[url]
+
+
+def _publish(task, args, countdown: float) -> None:
+    try:
+        with _connection_pool(settings.CELERY_BROKER_URL).acquire(block=True, timeout=2) as connection:
+            task.apply_async(
+                args=args, countdown=countdown or None, connection=connection, retry=True,
+                retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
+            )
+    except Exception as exc:  # the row is stored; the requeue sweep sends it again later
+        logger.warning("queue unavailable, %s left for the sweep: %s", task.name, type(exc).__name__)
+
+
+def _run_in_process(task, args) -> None:
+    try:
+        task.run(*args)
+    except Exception:
+        logger.exception("in-process task %s failed", task.name)
+
+
+# --- request boundaries (connected in EventsConfig.ready) -----------------------------------------
+
+
+def request_started(**kwargs) -> None:
+    _request.pending = []
+
+
+def request_finished(**kwargs) -> None:
+    """Run what the request queued, now that its response has been sent."""
+    pending, _request.pending = getattr(_request, "pending", None) or [], None
+    for task, args in pending:
+        _run_in_process(task, args)
