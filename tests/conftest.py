@@ -6,6 +6,7 @@ pytest_plugins = [
     "tests.fixtures_placements",
     "tests.fixtures_hardening",
     "tests.fixtures_operators",
+    "tests.fixtures_queue",
 ]
 
 

@@ -3,6 +3,12 @@ from __future__ import annotations
 
 from portals.models import Portal
 
+# What install binds online on /portals/events/: the lifecycle events, the payment doorbell, the
+# task events the built-in handler takes and the offline queue's doorbell.
+ONLINE_EVENTS_BOUND = [
+    "ONAPPPAYMENT", "ONAPPUNINSTALL", "ONAPPUPDATE", "ONOFFLINEEVENT", "ONTASKADD", "ONTASKDELETE", "ONTASKUPDATE",
+]
+
 
 def install_payload(fake, fake_portal, tokens: dict, **overrides) -> tuple[dict, dict]:
     """(query, body) of an install-page POST, as Bitrix24 sends it (protocol 1.3)."""

@@ -3,7 +3,6 @@ import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 
 from events.models import Event
-from tests.fixtures_operators import install_portals, staff_client  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.django_db
 URL = "/admin/events/event/"

@@ -10,7 +10,7 @@ import pytest
 from events.models import Event
 from tests.fixtures_events import task_event_body
 from tests.fixtures_hardening import record_figures
-from tests.fixtures_queue import redis_broker, wait_until, workers  # noqa: F401 (fixtures)
+from tests.fixtures_queue import wait_until
 from tests.helpers import install_portal
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]

@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 
 from portals.models import Credential, Portal
-from tests.helpers import install_payload, install_portal, post_install
+from tests.helpers import ONLINE_EVENTS_BOUND, install_payload, install_portal, post_install
 
 pytestmark = pytest.mark.django_db
 
@@ -40,7 +40,7 @@ def test_install_stores_portal_credential_and_binds_handlers(client, fake_b24, f
     assert credential.refresh_token == tokens["refresh_token"]
     assert [p["placement"] for p in fake_portal.placements] == ["TASK_VIEW_TOP_PANEL"]
     assert fake_portal.placements[0]["handler"] == "https://app.example.com/placements/handler/"
-    assert sorted(e["event"] for e in fake_portal.events) == ["ONAPPPAYMENT", "ONAPPUNINSTALL", "ONAPPUPDATE"]
+    assert sorted(e["event"] for e in fake_portal.events if not e["offline"]) == ONLINE_EVENTS_BOUND
     # One verification call to the OAuth server; the portal's profile (the admin proven), then
     # the bind batch: nothing else.
     assert fake_b24.count(server="oauth") == 1

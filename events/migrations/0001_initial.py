@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ('portals', '0002_ratebucket'),
+        ('portals', '0003_ratebucket'),
     ]
 
     operations = [
