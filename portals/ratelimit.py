@@ -12,11 +12,12 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import random
 import time
 from functools import lru_cache
 
 from django.conf import settings
-from django.db import connection
+from django.db import OperationalError, connection
 
 from portals.bitrix import errors
 
@@ -72,9 +73,9 @@ def acquire(key: str) -> float:
             granted, wait = _redis_turn(redis_client, key, interval, tau, max_wait)
         except Exception as exc:  # Redis down: the database still keeps the budget
             logger.warning("rate limiter: Redis unavailable (%s), using the database", type(exc).__name__)
-            granted, wait = _database_turn(key, interval, tau, max_wait)
+            granted, wait = _database_turn_retried(key, interval, tau, max_wait)
     else:
-        granted, wait = _database_turn(key, interval, tau, max_wait)
+        granted, wait = _database_turn_retried(key, interval, tau, max_wait)
     if not granted:
         raise errors.BudgetExhausted(
             "QUERY_LIMIT_EXCEEDED", f"this portal's request budget is used up for the next {wait:.0f} s"
@@ -115,6 +116,21 @@ _UPDATE = {
     "postgresql": "UPDATE portals_ratebucket SET tat = GREATEST(tat, %s) + %s WHERE key = %s AND GREATEST(tat, %s) - %s - %s <= %s RETURNING tat",
 }
 _INSERT = "INSERT INTO portals_ratebucket (key, tat) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING"
+
+
+def _database_turn_retried(key: str, interval: float, tau: float, max_wait: float) -> tuple[bool, float]:
+    """SQLite answers "database table is locked" at once when another thread writes (its shared
+    cache ignores the busy timeout): try again briefly, then let the call go uncounted rather
+    than fail it (the portal's own 503 and the client's backoff remain behind us)."""
+    for _ in range(20):
+        try:
+            return _database_turn(key, interval, tau, max_wait)
+        except OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+            time.sleep(random.uniform(0.005, 0.02))
+    logger.warning("rate limiter: the database stayed locked; call %s let through uncounted", key)
+    return True, 0.0
 
 
 def _database_turn(key: str, interval: float, tau: float, max_wait: float) -> tuple[bool, float]:

@@ -7,12 +7,13 @@ import pytest
 from portals import binds
 from portals.models import Portal
 from tests.fixtures_operators import run_command
+from tests.helpers import ONLINE_EVENTS_BOUND
 
 pytestmark = pytest.mark.django_db(transaction=True)  # worker threads read what the test wrote
 
 HANDLER = "https://app.example.com/placements/handler/"
 EVENTS_URL = "https://app.example.com/portals/events/"
-OURS = {"ONAPPUNINSTALL", "ONAPPUPDATE", "ONAPPPAYMENT"}
+OURS = set(ONLINE_EVENTS_BOUND)
 
 
 def bind_calls(fake):
@@ -43,7 +44,7 @@ def test_drift_is_repaired_and_a_second_run_binds_nothing(install_portals, fake_
     assert f"ok      {steady.domain} [{steady.member_id}] in step" in run.out
     assert "2 repaired" in run.lines[-1] and "1 in step" in run.lines[-1]
     assert fake_b24.count("placement.bind", include_batch=True) == 1
-    assert fake_b24.count("event.bind", include_batch=True) == 6
+    assert fake_b24.count("event.bind", include_batch=True) == 2 * len(OURS)
     # Two requests at most per portal: the reading batch, and the binding batch when needed.
     assert fake_b24.count(server="portal") == 5
 
@@ -126,16 +127,16 @@ def test_an_event_another_app_declares_is_bound_by_the_next_sync(install_portals
     (portal, fake_portal), = install_portals(1)
     binds.bind_provider_register(
         name="test.events",
-        provider=lambda: {"event_ONTASKUPDATE": ("event.bind", {"event": "ONTASKUPDATE", "handler": EVENTS_URL})},
+        provider=lambda: {"event_ONCRMDEALADD": ("event.bind", {"event": "ONCRMDEALADD", "handler": EVENTS_URL})},
     )
     try:
         run = run_command("sync_portals", "--portal", portal.member_id)
-        assert run.code == 0 and "bound event ONTASKUPDATE" in run.out
+        assert run.code == 0 and "bound event ONCRMDEALADD" in run.out
         again = run_command("sync_portals", "--portal", portal.member_id)
         assert "in step" in again.out
     finally:
         binds.bind_provider_unregister(name="test.events")
-    assert "ONTASKUPDATE" in our_events(fake_portal)
+    assert "ONCRMDEALADD" in our_events(fake_portal)
 
 
 def test_every_placement_in_b24_placements_is_compared_and_bound(install_portals, fake_b24, settings):
