@@ -192,6 +192,43 @@ def test_placement_admin_only(fake, portal):
     assert call(portal, "placement.list", tok).status_code == 200
 
 
+def test_non_admin_may_bind_online_events_for_themselves_only(fake, portal):
+    """Protocol 2.5: ordinary users bind online events, and only as themselves."""
+    fake.add_user(portal, 9)
+    tok = fake.issue_tokens(portal, user_id=9)["access_token"]
+    handler = "https://app.example.com/portals/events/"
+    r = call(portal, "event.bind", tok, event="ONTASKADD", handler=handler)
+    assert r.status_code == 200 and r.json()["result"] is True
+    assert portal.events[-1]["auth_type"] == "9"
+    r = call(portal, "event.bind", tok, event="ONTASKUPDATE", handler=handler, auth_type="1")
+    assert r.status_code == 403 and r.json()["error"] == "ACCESS_DENIED"
+
+
+def test_offline_events_are_an_administrators(fake, portal):
+    """Protocol 13.2: a non-admin's offline binding is refused with the documented message."""
+    fake.add_user(portal, 9)
+    tok = fake.issue_tokens(portal, user_id=9)["access_token"]
+    r = call(portal, "event.bind", tok, event="ONTASKADD", handler="https://app.example.com/x/",
+             event_type="offline")
+    assert r.status_code == 403
+    assert r.json() == {"error": "ACCESS_DENIED",
+                        "error_description": "Access denied! Offline events binding requires administrator access rights"}
+    admin = fake.issue_tokens(portal, user_id=1)["access_token"]
+    r = call(portal, "event.bind", admin, event="ONTASKADD", handler="https://app.example.com/x/", event_type="offline")
+    assert r.status_code == 200 and portal.events[-1]["offline"] == 1
+
+
+def test_a_non_admins_batch_binds_the_online_events_but_no_placement(fake, portal):
+    """Why the app asks `profile` before its bind batch: a mixed batch would half-succeed."""
+    fake.add_user(portal, 9)
+    tok = fake.issue_tokens(portal, user_id=9)["access_token"]
+    cmd = {"p": f"placement.bind?PLACEMENT=TASK_VIEW_TOP_PANEL&HANDLER={HANDLER}",
+           "e": "event.bind?event=ONAPPUNINSTALL&handler=https%3A%2F%2Fapp.example.com%2Fportals%2Fevents%2F"}
+    body = call(portal, "batch", tok, halt=0, cmd=cmd).json()["result"]
+    assert body["result_error"]["p"]["error"] == "ACCESS_DENIED"
+    assert body["result"]["e"] is True
+
+
 def test_placement_unbind_count_semantic(fake, portal):
     tok = fake.issue_tokens(portal)["access_token"]
     call(portal, "placement.bind", tok, PLACEMENT="TASK_VIEW_TAB", HANDLER=HANDLER)
