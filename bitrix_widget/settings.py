@@ -25,7 +25,7 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "portals.admin_site.FleetAdminConfig",  # django.contrib.admin, opening on the fleet at a glance
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

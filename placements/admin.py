@@ -18,7 +18,7 @@ from django.utils.html import format_html, format_html_join
 from placements import operations as placement_operations
 from placements import registry
 from placements.models import Invocation
-from portals.admin import PortalAdmin
+from portals.admin import PortalAdmin, timestamp
 from portals.models import Portal
 
 LATEST_INVOCATIONS = 20
@@ -187,7 +187,7 @@ class PortalWithPlacementsAdmin(PortalAdmin):
 
     @admin.display(description="last invocation", ordering="last_invocation_at")
     def last_invocation_at(self, obj):
-        return obj.last_invocation_at
+        return timestamp(obj.last_invocation_at)
 
     @admin.display(description=f"latest {LATEST_INVOCATIONS} invocations")
     def latest_invocations(self, obj):
@@ -195,7 +195,7 @@ class PortalWithPlacementsAdmin(PortalAdmin):
         url = reverse("admin:placements_invocation_changelist") + f"?portal={obj.member_id}"
         body = format_html_join(
             "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            ((r.created_at, r.placement, r.entity_id, r.user_id or "", r.outcome, r.detail) for r in rows),
+            ((timestamp(r.created_at), r.placement, r.entity_id, r.user_id or "", r.outcome, r.detail) for r in rows),
         )
         if not body:
             return "none yet"

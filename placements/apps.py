@@ -8,7 +8,7 @@ class PlacementsConfig(AppConfig):
     def ready(self):
         from django.core import checks
 
-        from placements import operations, registry
+        from placements import dashboard, operations, registry
         from portals import binds
         from portals.models import Portal
         from portals.signals import portal_uninstalled
@@ -16,6 +16,7 @@ class PlacementsConfig(AppConfig):
         registry.autodiscover()
         checks.register(registry.check_served_placements, "placements")
         binds.bind_provider_register(name="placements", provider=operations.placement_bind_commands)
+        dashboard.register()
         portal_uninstalled.connect(
             operations.invocations_purge_on_uninstall, sender=Portal, dispatch_uid="placements.purge_invocations"
         )

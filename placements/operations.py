@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 from placements import registry
+from placements.dashboard import days_shown, invocation_days_ensure
 from placements.models import Invocation
+from portals.binding_state import portal_record_bindings
 from portals.binds import public_url
 from portals.bitrix import errors
 from portals.fanout import PortalOutcome, outcome_failed
@@ -128,12 +130,27 @@ def portal_bind_placement(*, portal: Portal, placement: str, handler: str, title
             params={"PLACEMENT": placement, "HANDLER": handler, "TITLE": title},
         )
     except errors.AlreadyBound:
-        return PortalOutcome(portal, "already bound", True)
+        outcome = PortalOutcome(portal, "already bound", True)
     except errors.NotConfigured:
         raise
     except Exception as exc:  # one portal's failure is its line, never the end of the run
-        return outcome_failed(portal, exc)
-    return PortalOutcome(portal, "bound", True)
+        outcome = outcome_failed(portal, exc)
+    else:
+        outcome = PortalOutcome(portal, "bound", True)
+    _record_binding(outcome, placement=placement, bound=outcome.ok)
+    return outcome
+
+
+def _record_binding(outcome: PortalOutcome, *, placement: str, bound: bool) -> None:
+    """Remember what the call showed (the admin's bound / not bound), unless it never reached
+    Bitrix24 (a portal skipped for needing re-authorisation tells nothing about its handlers)."""
+    if outcome.portal.status != Portal.Status.ACTIVE and not outcome.ok:
+        return
+    key = f"placement_{placement}"
+    if bound:
+        portal_record_bindings(portal=outcome.portal, bound=[key])
+    else:
+        portal_record_bindings(portal=outcome.portal, missing={key: outcome.detail or outcome.status})
 
 
 def portal_unbind_placement(*, portal: Portal, placement: str, handler: str) -> PortalOutcome:
@@ -158,7 +175,9 @@ def portal_unbind_placement(*, portal: Portal, placement: str, handler: str) -> 
         removed = int(count) > 0
     except (TypeError, ValueError):
         removed = False
-    return PortalOutcome(portal, "removed" if removed else "was not bound", True)
+    outcome = PortalOutcome(portal, "removed" if removed else "was not bound", True)
+    portal_record_bindings(portal=portal, missing={f"placement_{placement}": "unbound by an operator"})
+    return outcome
 
 
 def portal_list_placements(*, portal: Portal) -> PortalOutcome:
@@ -172,13 +191,33 @@ def portal_list_placements(*, portal: Portal) -> PortalOutcome:
         return outcome_failed(portal, exc)
     rows = answer.get("result") or []
     rows = [row for row in (rows if isinstance(rows, list) else [rows]) if isinstance(row, dict)]
+    _record_listed(portal, rows)
     return PortalOutcome(portal, f"{len(rows)} bound", True, rows=rows)
+
+
+def _record_listed(portal: Portal, rows: list[dict]) -> None:
+    """What ``placement.get`` showed: each served placement is bound if our handler is there."""
+    try:
+        ours = handler_url().rstrip("/")
+    except errors.NotConfigured:
+        return
+    present = {
+        str(row.get("placement", "")).upper() for row in rows if str(row.get("handler", "")).rstrip("/") == ours
+    }
+    codes = [placement.code for placement in registry.all_placements()]
+    portal_record_bindings(
+        portal=portal,
+        bound=[f"placement_{code}" for code in codes if code in present],
+        missing={f"placement_{code}": "not in placement.get" for code in codes if code not in present},
+    )
 
 
 def invocations_prune(*, cutoff, batch_size: int, report=None) -> int:
     """Delete invocations created before ``cutoff``, one short DELETE (and transaction) per batch,
     so a table of millions is never locked for long; a LIMIT-ed subquery on the created_at index
-    picks each batch."""
+    picks each batch. The days it deletes from are added up first (placements.dashboard), so
+    the admin home's chart keeps them."""
+    invocation_days_ensure(days=[day for day in days_shown() if day <= cutoff.date()])
     total = 0
     while True:
         batch = Invocation.objects.filter(created_at__lt=cutoff).order_by().values("pk")[:batch_size]

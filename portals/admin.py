@@ -1,20 +1,75 @@
 """Admin for installs: portals and their credentials. Tokens are never editable and never shown
-beyond their last 4 characters; actions call the same services as the manage.py commands."""
+beyond their last 4 characters; actions call the same services as the manage.py commands, from
+the list (select portals) or as buttons on a portal's page."""
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, Subquery
+from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.html import format_html, format_html_join
 
 from portals import fanout, operations, sync
+from portals.binding_state import binding_label
 from portals.logging import mask
 from portals.models import Credential, Portal
 from portals.subscription import Subscription
 
 # An admin request works through the portals one after another; more belongs to the commands.
 ACTION_MAX_PORTALS = 50
+TIMESTAMP_FORMAT = "Y-m-d H:i"
+
+# What to tell the portal's administrator, by status: the change page shows it above the fields.
+STATUS_HINTS = {
+    Portal.Status.NEEDS_REAUTH: (
+        "Bitrix24 refused the installer's token, so commands skip this portal (the widget still works "
+        "with each user's own token). Tell the portal's administrator: \u201cPlease open our app once in "
+        "Bitrix24 (Applications, then the app), or reinstall it.\u201d That stores a new token and the "
+        "portal is active again."
+    ),
+    "payment_required": (
+        "The app's trial or subscription has ended on this portal: users see a page asking them to contact "
+        "their administrator. Tell the portal's administrator: \u201cPlease renew the app's subscription in "
+        "Bitrix24 (Applications, then the app's page).\u201d Tokens and data are kept; the payment event or "
+        "Sync now brings the portal back."
+    ),
+}
+
+
+def timestamp(value) -> str:
+    """Every time in this admin looks the same: 2026-12-01 23:05, in the server's zone (UTC), with
+    the zone and the ISO time on hover."""
+    if not value:
+        return "-"
+    local = timezone.localtime(value)
+    return format_html('<time datetime="{}" title="{}">{}</time>', local.isoformat(timespec="seconds"), timezone.get_current_timezone_name(),
+                       date_format(local, TIMESTAMP_FORMAT))
+
+
+# Badge words short enough that the list's columns fit at 1440 px; the full label is on hover.
+BADGE_WORDS = {Portal.Status.NEEDS_REAUTH: "needs re-auth", "payment_required": "payment due"}
+
+
+def timestamp_text(value) -> str:
+    """``timestamp`` as plain text, for a title attribute."""
+    return date_format(timezone.localtime(value), TIMESTAMP_FORMAT) if value else "-"
+
+
+def status_badge(portal: Portal) -> str:
+    label = portal.get_status_display()
+    return format_html(
+        '<span class="status-badge status-{}" title="{}">{}</span>',
+        portal.status, f"{label}: {portal.status_detail}" if portal.status_detail else label,
+        BADGE_WORDS.get(portal.status, label),
+    )
+
+
+def status_badge_html(text: str, css_class: str) -> str:
+    return format_html('<span class="status-badge {}">{}</span>', css_class, text)
 
 
 def _admin_token_expires_at():
@@ -69,24 +124,27 @@ class SubscriptionFilter(admin.SimpleListFilter):
 @admin.register(Portal)
 class PortalAdmin(admin.ModelAdmin):
     list_display = (
-        "domain", "member_id", "status", "app_status", "subscription", "installed_at", "updated_at",
+        "domain", "member_id_short", "status_column", "bindings_column", "subscription", "installed",
         "admin_token_expires_at",
     )
-    list_filter = ("status", SubscriptionFilter, "app_status")
+    list_filter = ("status", "bindings_ok", SubscriptionFilter, "app_status")
     search_fields = ("domain", "=member_id")
     ordering = ("domain",)
     list_per_page = 100
     # Every field is read-only and the token field is not among them: the form has no token input.
     fields = (
-        "domain", "member_id", "status", "status_detail", "app_status", "payment_expired", "days_left",
-        "license", "subscription_checked_at", "scope",
+        "domain", "member_id", "status_column", "status_hint", "status_detail", "bindings_summary",
+        "app_status", "payment_expired", "days_left", "license", "subscription_checked", "scope",
         "client_endpoint", "server_endpoint", "application_token_masked",
-        "installed_at", "updated_at", "uninstalled_at",
-        "admin_token_expires_at", "credentials_summary",
+        "installed", "updated", "uninstalled", "admin_token_expires_at", "credentials_summary",
     )
     readonly_fields = fields
     # placements/admin.py adds the invocation columns and the bind actions to this admin.
     actions = ("sync_now", "refresh_tokens_now", "disable", "enable")
+    change_form_template = "admin/portals/portal/change_form.html"
+
+    class Media:
+        css = {"all": ["portals/admin.css"]}
 
     def get_queryset(self, request):
         return (
@@ -101,11 +159,98 @@ class PortalAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False  # use "Disable"; a delete would also drop the portal's invocation log
 
+    # --- the page: read-only, with the actions as buttons ------------------------------------------
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        if request.method == "POST" and "action" in request.POST:
+            return self._page_action(request, object_id)
+        context = {
+            "show_save": False, "show_save_and_continue": False, "show_save_and_add_another": False,
+            "show_delete": False, "portal_actions": self._page_actions(request),
+            **(extra_context or {}),
+        }
+        return super().change_view(request, object_id, form_url, context)
+
+    def _page_actions(self, request) -> list[dict]:
+        """The list's actions as buttons: (name, short label, full description)."""
+        return [
+            {"name": name, "label": str(description).split(" (")[0], "description": description}
+            for name, (_, _, description) in self.get_actions(request).items()
+            if name != "delete_selected"
+        ]
+
+    def _page_action(self, request, object_id):
+        """Run one list action on this portal alone, then come back to its page (a confirmation
+        page, for the actions that ask, posts back here)."""
+        actions = self.get_actions(request)
+        name = request.POST.get("action", "")
+        if name not in actions or name == "delete_selected" or not self.has_change_permission(request):
+            raise PermissionDenied
+        queryset = self.get_queryset(request).filter(pk=object_id)
+        if not queryset.exists():
+            return HttpResponseRedirect(reverse("admin:portals_portal_changelist"))
+        function = actions[name][0]
+        response = function(self, request, queryset)
+        return response or HttpResponseRedirect(request.path)
+
     # --- columns and read-only fields ------------------------------------------------------------
+
+    @admin.display(description="member_id", ordering="member_id")
+    def member_id_short(self, obj):
+        short = f"{obj.member_id[:8]}\u2026" if len(obj.member_id) > 10 else obj.member_id
+        return format_html('<span class="member-id" title="{}">{}</span>', obj.member_id, short)
+
+    @admin.display(description="status", ordering="status")
+    def status_column(self, obj):
+        return status_badge(obj)
+
+    @admin.display(description="bound", ordering="bindings_ok")
+    def bindings_column(self, obj):
+        if obj.bindings_ok is None:
+            return format_html('<span class="status-badge binding-unknown" title="{}">not checked</span>',
+                               "no install, bind or sync has reported yet")
+        if obj.bindings_ok:
+            return format_html('<span class="status-badge binding-bound" title="checked {}">bound</span>',
+                               timestamp_text(obj.bindings_checked_at))
+        missing = "; ".join(f"{binding_label(k)}: {v}" for k, v in (obj.bindings_missing or {}).items())
+        return format_html('<span class="status-badge binding-missing" title="{}">not bound</span>', missing)
+
+    @admin.display(description="what to do")
+    def status_hint(self, obj):
+        hint = STATUS_HINTS.get(obj.status)
+        if obj.status == Portal.Status.UNINSTALLED:
+            hint = ("Disabled by an operator: Enable serves the widget again." if obj.status_detail == operations.DISABLED_DETAIL
+                    else "The app was uninstalled in Bitrix24; installing it again brings this portal back.")
+        elif not hint and obj.bindings_ok is False:
+            hint = "A handler is missing on the portal: run Bind widget (the reasons are under \u201cbindings\u201d)."
+        return format_html('<div class="portal-hint">{}</div>', hint) if hint else "nothing: the portal is fine"
+
+    @admin.display(description="bindings")
+    def bindings_summary(self, obj):
+        if obj.bindings_ok is None:
+            return "not checked yet (install, Bind widget, list_placements or sync report it)"
+        missing = obj.bindings_missing or {}
+        checked = timestamp(obj.bindings_checked_at)
+        if not missing:
+            return format_html("{} all bound (checked {})", status_badge_html("bound", "binding-bound"), checked)
+        rows = format_html_join("", "<li>{}: {}</li>", ((binding_label(k), v) for k, v in missing.items()))
+        return format_html("{} checked {}<ul>{}</ul>", status_badge_html("not bound", "binding-missing"), checked, rows)
+
+    @admin.display(description="installed", ordering="installed_at")
+    def installed(self, obj):
+        return timestamp(obj.installed_at)
+
+    @admin.display(description="updated", ordering="updated_at")
+    def updated(self, obj):
+        return timestamp(obj.updated_at)
+
+    @admin.display(description="uninstalled", ordering="uninstalled_at")
+    def uninstalled(self, obj):
+        return timestamp(obj.uninstalled_at)
 
     @admin.display(description="admin token expires", ordering="admin_token_expires_at")
     def admin_token_expires_at(self, obj):
-        return obj.admin_token_expires_at
+        return timestamp(obj.admin_token_expires_at)
 
     @admin.display(description="trial / subscription", ordering="days_left")
     def subscription(self, obj):
@@ -115,6 +260,10 @@ class PortalAdmin(admin.ModelAdmin):
         if obj.app_status == Portal.AppStatus.TRIAL and obj.days_left is not None and obj.days_left <= TRIAL_ENDING_DAYS:
             return format_html('<strong style="color:#b36b00">{}</strong>', text)
         return text
+
+    @admin.display(description="subscription checked", ordering="subscription_checked_at")
+    def subscription_checked(self, obj):
+        return timestamp(obj.subscription_checked_at)
 
     @admin.display(description="application token")
     def application_token_masked(self, obj):
@@ -201,14 +350,14 @@ class CredentialAdmin(admin.ModelAdmin):
     """Read-only: who has tokens, and when they expire. The tokens themselves show masked."""
 
     list_display = (
-        "portal_domain", "user_id", "is_admin", "access_token_masked", "expires_at", "refreshed_at", "last_used_at",
+        "portal_domain", "user_id", "is_admin", "access_token_masked", "expires", "refreshed", "last_used",
     )
     list_filter = ("is_admin",)
     list_select_related = ("portal",)
     search_fields = ("=portal__domain", "=portal__member_id", "=user_id")
     fields = (
         "portal", "user_id", "is_admin", "access_token_masked", "refresh_token_masked",
-        "expires_at", "refreshed_at", "last_used_at", "created_at",
+        "expires", "refreshed", "last_used", "created",
     )
     readonly_fields = fields
 
@@ -235,3 +384,19 @@ class CredentialAdmin(admin.ModelAdmin):
     @admin.display(description="refresh token")
     def refresh_token_masked(self, obj):
         return mask(obj.refresh_token) or "-"
+
+    @admin.display(description="expires", ordering="expires_at")
+    def expires(self, obj):
+        return timestamp(obj.expires_at)
+
+    @admin.display(description="refreshed", ordering="refreshed_at")
+    def refreshed(self, obj):
+        return timestamp(obj.refreshed_at)
+
+    @admin.display(description="last used", ordering="last_used_at")
+    def last_used(self, obj):
+        return timestamp(obj.last_used_at)
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, obj):
+        return timestamp(obj.created_at)

@@ -69,6 +69,14 @@ class Portal(models.Model):
     installed_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
     uninstalled_at = models.DateTimeField(null=True, blank=True)
+    # What the last install, bind or sync saw of our handlers on the portal (portals/binding_state.py).
+    bindings_ok = models.BooleanField(
+        "bound", null=True, blank=True, help_text="Every handler the app binds was there at the last bind or sync; empty: never checked."
+    )
+    bindings_missing = models.JSONField(
+        default=dict, blank=True, help_text="Handlers missing at the last check, each with the reason."
+    )
+    bindings_checked_at = models.DateTimeField(null=True, blank=True)
 
     objects = PortalQuerySet.as_manager()
 

@@ -14,6 +14,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from portals import binds
+from portals.binding_state import portal_record_bindings
 from portals.bitrix import client, errors
 from portals.credentials import credential_store_installer
 from portals.models import Credential, Portal
@@ -217,6 +218,7 @@ def portal_bind_handlers(*, portal: Portal, credential: Credential | None = None
     outcome, info = commands_bind(credential=credential, commands=binds.bind_commands(), read_app_info=True)
     if info is not None:
         portal_subscription_store(portal=portal, subscription=subscription_from_app_info(info))
+    portal_record_bindings(portal=portal, bound=outcome.bound + outcome.already_bound, missing=outcome.failed)
     return outcome
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Callable
 
 from portals import binds
+from portals.binding_state import binding_label, portal_record_bindings
 from portals.bitrix import errors
 from portals.fanout import PortalOutcome, outcome_failed
 from portals.logging import scrub
@@ -61,9 +62,11 @@ def portal_sync(*, portal: Portal, dry_run: bool = False, pace: Callable[[], Non
         if portal_subscription_store(portal=portal, subscription=subscription):
             detail += "; active again"
         if not missing:
+            portal_record_bindings(portal=portal, bound=declared)
             return PortalOutcome(portal, "in step", True, detail)
         pace()
         bind, _ = commands_bind(credential=credential, commands=missing)
+        portal_record_bindings(portal=portal, bound=[k for k in declared if k not in bind.failed], missing=bind.failed)
     except errors.PaymentRequired as exc:
         portal_mark_payment_required(portal=portal)  # Bitrix24's answer, recorded as every command does
         return outcome_failed(portal, exc)
@@ -80,4 +83,4 @@ def portal_sync(*, portal: Portal, dry_run: bool = False, pace: Callable[[], Non
 
 def _names(keys) -> str:
     """``placement_TASK_VIEW_TOP_PANEL`` -> ``placement TASK_VIEW_TOP_PANEL``, for an operator."""
-    return ", ".join(key.replace("_", " ", 1) for key in keys)
+    return ", ".join(binding_label(key) for key in keys)
