@@ -31,7 +31,7 @@ STATUS_HINTS = {
         "Bitrix24 (Applications, then the app), or reinstall it.\u201d That stores a new token and the "
         "portal is active again."
     ),
-    "payment_required": (
+    Portal.Status.PAYMENT_REQUIRED: (
         "The app's trial or subscription has ended on this portal: users see a page asking them to contact "
         "their administrator. Tell the portal's administrator: \u201cPlease renew the app's subscription in "
         "Bitrix24 (Applications, then the app's page).\u201d Tokens and data are kept; the payment event or "
@@ -51,7 +51,7 @@ def timestamp(value) -> str:
 
 
 # Badge words short enough that the list's columns fit at 1440 px; the full label is on hover.
-BADGE_WORDS = {Portal.Status.NEEDS_REAUTH: "needs re-auth", "payment_required": "payment due"}
+BADGE_WORDS = {Portal.Status.NEEDS_REAUTH: "needs re-auth", Portal.Status.PAYMENT_REQUIRED: "payment due"}
 
 
 def timestamp_text(value) -> str:
@@ -124,7 +124,7 @@ class SubscriptionFilter(admin.SimpleListFilter):
 @admin.register(Portal)
 class PortalAdmin(admin.ModelAdmin):
     list_display = (
-        "domain", "member_id_short", "status_column", "bindings_column", "subscription", "installed",
+        "domain", "member_id_short", "status_column", "bindings_column", "app_status", "subscription", "installed",
         "admin_token_expires_at",
     )
     list_filter = ("status", "bindings_ok", SubscriptionFilter, "app_status")

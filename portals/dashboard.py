@@ -131,7 +131,7 @@ def register_portal_charts_and_checks() -> None:
         key="payment_required", title="Payment required",
         fix="The app's trial or subscription ended on the portal. Ask its administrator to renew it in "
             "Bitrix24 (Applications, the app's page); the payment event or Sync now brings it back.",
-        portals=lambda now: Portal.objects.filter(status="payment_required"),
+        portals=lambda now: Portal.objects.filter(status=Portal.Status.PAYMENT_REQUIRED),
         changelist_query="status__exact=payment_required",
     ))
     attention_register(Attention(
