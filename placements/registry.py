@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core import checks
 from django.utils.translation import gettext_lazy as _
 
+from portals.bitrix import errors
 from portals.payload import PayloadError
 
 
@@ -38,6 +39,8 @@ class Placement:
     script: str = ""
     entity_keys: tuple[str, ...] = ()
     answer_key: str = "entity"
+    # Load commands whose failure only leaves a detail blank (a stage's name, a person's name).
+    optional_commands: tuple[str, ...] = ()
     actions: dict[str, str] = {}
     words: dict = {
         "title": _("Widget"),
@@ -70,8 +73,18 @@ class Placement:
 
     @classmethod
     def load_commands(cls, entity_id: str) -> dict[str, tuple[str, dict]]:
-        """The batch commands (besides the viewer's ``profile``) that load the entity."""
+        """The batch commands (besides the viewer's ``profile``) that load the entity.
+
+        A later command may use an earlier one's answer (``$result[deal][STAGE_ID]``, protocol 4.6),
+        so the entity and what names its parts come in the one request.
+        """
         raise NotImplementedError
+
+    @classmethod
+    def is_missing(cls, error) -> bool:
+        """Does this error of a load command mean "no such entity, or not for this viewer"?
+        (Then the page says not found; any other error is Bitrix24 failing.)"""
+        return isinstance(error, errors.AccessDenied)
 
     @classmethod
     def view(cls, results: dict, *, origin: str, options: dict, viewer_id: int | None) -> dict | None:

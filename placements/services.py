@@ -221,9 +221,18 @@ def widget_open(*, portal: Portal, request: WidgetRequest) -> WidgetPage:
     return page
 
 
+def _entity_errors(placement: type[registry.Placement], result: client.BatchResult) -> list[errors.BitrixError]:
+    """The load commands' errors that decide the page: not the viewer's profile, not the action's
+    (Bitrix24 refusing the action is a refusal, never "not found"), not an optional command's."""
+    return [
+        error for key, error in result.errors.items()
+        if key not in ("profile", "action") and key not in placement.optional_commands
+    ]
+
+
 def _fill_entity(page: WidgetPage, *, result: client.BatchResult, request: WidgetRequest) -> None:
-    entity_errors = [error for key, error in result.errors.items() if key != "profile"]
-    denied = [error for error in entity_errors if isinstance(error, errors.AccessDenied)]
+    entity_errors = _entity_errors(page.placement, result)
+    denied = [error for error in entity_errors if page.placement.is_missing(error)]
     if entity_errors and len(denied) < len(entity_errors):
         page.state, page.status, page.detail = _outcome_for(entity_errors[0])
         return
@@ -284,12 +293,15 @@ def widget_action(*, grant: ActionGrant, action: str) -> dict:
         # only needs to know that reopening brings a new session.
         logger.info("widget action refused: %s", exc.code)
         raise ActionRefused(SESSION_NOT_RENEWED) from None
-    for error in result.errors.values():
+    entity_errors = _entity_errors(placement, result)
+    action_error = result.errors.get("action")
+    for error in ([action_error] if action_error else []) + entity_errors:
         if isinstance(error, (errors.TransportError, errors.RateLimited)):
             raise error
-        raise ActionRefused(f"Bitrix24 refused: {error.description or error.code}.")
+        if error is action_error or not placement.is_missing(error):
+            raise ActionRefused(f"Bitrix24 refused: {error.description or error.code}.")
     with translation.override(grant.lang):
-        entity = placement.view(
+        entity = None if entity_errors else placement.view(
             result.results, origin=credential.portal.origin, options={}, viewer_id=grant.user_id
         )
     if entity is None:
