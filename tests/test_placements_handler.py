@@ -394,6 +394,11 @@ def test_a_new_placement_needs_only_a_class_and_a_template(widget, client, setti
     assert action.status_code == 403  # the throwaway placement is gone: its tokens stop working
 
 
+def test_the_page_shows_no_template_source(widget, client):
+    body = widget.post(client).content.decode()
+    assert "{#" not in body and "{%" not in body and "{{" not in body
+
+
 def test_served_open_logs_verified_facts_and_no_token(widget, client, caplog):
     import json
     import logging
