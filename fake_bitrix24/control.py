@@ -150,6 +150,11 @@ def update_app(fake, args):
     return {"application_token": fake.update_app(_portal(fake, args), **args)}
 
 
+def uninstall(fake, args):
+    fake.uninstall(_portal(fake, args))
+    return {"ok": True}
+
+
 def reset_calls(fake, args):
     fake.reset_calls()
     return {"ok": True}
@@ -159,7 +164,7 @@ COMMANDS: dict[str, Callable[[Any, dict], Any]] = {
     fn.__name__: fn for fn in (info, add_portal, issue_tokens, add_task, add_user, set_rate_limit, set_latency,
                                expire_all, fail_next, counts, max_rate, add_portals, max_rates,
                                expire_access_token, reset_calls, set_subscription, require_payment, pay,
-                               update_app)
+                               update_app, uninstall)
 }
 
 

@@ -5,6 +5,7 @@ Nothing is written before the OAuth server has confirmed the token (ARCHITECTURE
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -12,6 +13,7 @@ from urllib.parse import urlsplit
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from portals import binds
 from portals.binding_state import portal_record_bindings
@@ -149,13 +151,28 @@ def portal_store_grant(*, grant: InstallGrant, server: str, info: dict, install:
                 credential = credential_store_installer(
                     portal=portal, user_id=user_id, access_token=grant.access_token,
                     refresh_token=grant.refresh_token,
-                    expires_at=expiry_from(expires=grant.expires, expires_in=grant.expires_in, now=now), now=now,
+                    expires_at=_verified_expiry(info, now=now) or expiry_from(
+                        expires=grant.expires, expires_in=grant.expires_in, now=now
+                    ),
+                    now=now,
                 )
                 return portal, credential
         except IntegrityError:
             if attempt == 2:
                 raise
     raise AssertionError("unreachable")
+
+
+def _verified_expiry(info: dict, *, now) -> dt.datetime | None:
+    """When the OAuth server says the verified token expires (app.info ``expires``, ISO 8601).
+
+    Believed over the posted AUTH_EXPIRES: a posted 0 would otherwise send the install's bind
+    straight to a refresh of a token that was verified a moment ago."""
+    value = info.get("expires")
+    parsed = parse_datetime(value) if isinstance(value, str) else None
+    if parsed is None or parsed.tzinfo is None or not now < parsed <= now + dt.timedelta(days=1):
+        return None
+    return parsed
 
 
 @dataclass

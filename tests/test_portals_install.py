@@ -1,9 +1,11 @@
 """POST /portals/install/: verified with the OAuth server before anything is written."""
+import datetime as dt
 import json
 from urllib.parse import urlencode
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from portals.models import Credential, Portal
 from tests.helpers import ONLINE_EVENTS_BOUND, install_payload, install_portal, post_install
@@ -233,3 +235,17 @@ def test_oauth_server_naming_an_unacceptable_rest_address_is_403_and_writes_noth
     assert b"REST address is not acceptable" in response.content
     assert fake_b24.count(server="portal") == 0
     assert nothing_written()
+
+
+def test_posted_auth_expires_0_is_not_believed_over_the_oauth_servers_expiry(client, fake_b24):
+    """The OAuth server's app.info says when the verified token expires: a posted AUTH_EXPIRES=0
+    must not send the install's bind to a refresh (which, with a spent refresh token, would
+    refuse the install after writing it; the fuzz test found that)."""
+    fake_portal = fake_b24.add_portal(domain="zero.example.com")
+    tokens = fake_b24.issue_tokens(fake_portal, user_id=1, expires_in=86400)
+    fake_b24.reset_calls()
+    response = post_install(client, fake_b24, fake_portal, tokens, AUTH_EXPIRES="0", REFRESH_ID=None)
+    assert response.status_code == 200, response.content.decode()[:300]
+    assert fake_b24.count("oauth/token") == 0
+    credential = Portal.objects.get(member_id=fake_portal.member_id).credentials.get()
+    assert credential.expires_at > timezone.now() + dt.timedelta(hours=23)

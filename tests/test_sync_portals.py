@@ -202,3 +202,27 @@ def test_admin_shows_trial_days_left_and_expired_with_a_filter(install_portals, 
     assert listed("paid") == {paid.domain}
     assert listed("payment_required") == {unpaid.domain}
     assert listed("trial") == {ending.domain, expired.domain}
+
+
+# --- comparing a bind command with what Bitrix24 lists -----------------------------------------------
+
+
+@pytest.mark.parametrize("command, placements, events, present", [
+    (("placement.bind", {"PLACEMENT": "TASK_VIEW_TOP_PANEL", "HANDLER": HANDLER}),
+     [{"placement": "task_view_top_panel", "handler": HANDLER.rstrip("/")}], [], True),
+    (("placement.bind", {"PLACEMENT": "TASK_VIEW_TOP_PANEL", "HANDLER": HANDLER}),
+     [{"placement": "TASK_VIEW_TOP_PANEL", "handler": "https://other.example.com/placements/handler/"}], [], False),
+    (("placement.bind", {"PLACEMENT": "TASK_VIEW_TOP_PANEL", "HANDLER": HANDLER}),
+     [{"placement": None, "handler": 5}, {"placement": "TASK_VIEW_TAB", "handler": HANDLER}], [], False),
+    (("event.bind", {"event": "ONAPPUPDATE", "handler": EVENTS_URL}),
+     [], [{"event": "onappupdate", "handler": EVENTS_URL, "offline": 0}], True),
+    (("event.bind", {"event": "ONAPPUPDATE", "handler": EVENTS_URL}),
+     [], [{"event": "ONAPPUPDATE", "handler": EVENTS_URL, "offline": 1}], False),  # offline is not online
+    (("event.bind", {"event": "ONTASKADD", "event_type": "offline"}),
+     [], [{"event": "ONTASKADD", "handler": "", "offline": "1"}], True),  # offline binds have no handler
+    (("event.bind", {"event": "ONTASKADD", "event_type": "offline"}),
+     [], [{"event": "ONTASKADD", "handler": EVENTS_URL, "offline": 0}], False),
+    (("user.option.set", {}), [], [], False),  # nothing to compare with: bound ("already bound" is success)
+])
+def test_a_bind_command_is_present_only_with_our_handler(command, placements, events, present):
+    assert binds.bind_command_present(command, placements=placements, events=events) is present
