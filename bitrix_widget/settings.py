@@ -76,14 +76,31 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("timeout", 20)
     # WAL: readers never wait for the writer, and a commit is an append, not a rewritten journal
     # (bench/run.py: widget opens 2-3x faster). IMMEDIATE: a transaction takes the write lock when
-    # it starts, so the token refresh's "lock, re-read, refresh" holds on SQLite too (SQLite has no
-    # SELECT ... FOR UPDATE) and a read lock is never upgraded into "database is locked".
+    # it starts, so a read lock is never upgraded into "database is locked" under the threaded
+    # server; no transaction is ever open across a call to Bitrix24 (the token refresh uses a
+    # lease, portals/tokens.py), so the write lock is held for milliseconds.
     DATABASES["default"]["OPTIONS"].setdefault("init_command", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
     DATABASES["default"]["OPTIONS"].setdefault("transaction_mode", "IMMEDIATE")
-# Keep a worker's database connection between requests (a new PostgreSQL connection per request
-# costs more than a widget open's queries); DATABASE_URL's ?conn_max_age=N overrides it.
-DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
-DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+    # Keep a thread's connection between requests (opening the file and its PRAGMAs cost more
+    # than a widget open's queries); DATABASE_URL's ?conn_max_age=N overrides it.
+    DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
+    DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+elif DATABASES["default"]["ENGINE"].endswith("postgresql") and env.int("DB_POOL_MAX_SIZE", default=4) > 0:
+    # Django's psycopg pool, one per process: connections stay bounded at WEB_CONCURRENCY x
+    # DB_POOL_MAX_SIZE whatever GUNICORN_THREADS is. A request hands its connection back while it
+    # waits on Bitrix24 (portals/bitrix/capacity.py), so a connection is busy only for the
+    # milliseconds of SQL an open runs: 4 per process serve 16 threads (README, Performance).
+    # DB_POOL_MAX_SIZE=0 turns the pool off (then CONN_MAX_AGE applies, one connection per thread).
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("pool", {
+        "min_size": env.int("DB_POOL_MIN_SIZE", default=1),
+        "max_size": env.int("DB_POOL_MAX_SIZE", default=4),
+        # Seconds a request waits for a free connection before it fails (a 500 in the log).
+        "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+    })
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps the connections, not the thread
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
+    DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

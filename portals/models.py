@@ -106,9 +106,9 @@ class Portal(models.Model):
 
 
 class CredentialQuerySet(models.QuerySet):
-    def locked_for_refresh(self):
-        """Row lock taken before spending a single-use refresh token (see portals/tokens.py)."""
-        return self.select_for_update().select_related("portal")
+    def lease_free(self, now):
+        """Credentials no worker is refreshing right now (no lease, or an expired one)."""
+        return self.filter(models.Q(refresh_lease_until__isnull=True) | models.Q(refresh_lease_until__lt=now))
 
 
 class Credential(models.Model):
@@ -121,6 +121,10 @@ class Credential(models.Model):
     refreshed_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # The refresh lease (portals/tokens.py): who is spending the refresh token, and until when.
+    # The new pair is stored only by the lease's holder; a crashed holder's lease simply expires.
+    refresh_lease_id = models.CharField(max_length=32, blank=True, editable=False)
+    refresh_lease_until = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = CredentialQuerySet.as_manager()
 

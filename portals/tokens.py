@@ -1,16 +1,20 @@
 """The token service: every caller gets a usable access token for a Credential from here.
 
-Refresh tokens are single-use (protocol 3.5), so a refresh happens under a row lock, re-reads the
-row first (another worker may have refreshed while we waited) and saves the new pair before the
-lock is released. Nothing is refreshed "just in case" before expiry (protocol 3.4).
+Refresh tokens are single-use (protocol 3.5), so one worker at a time spends one, under a short
+lease on the credential row (not a row lock: no lock is held across the call to the OAuth server),
+re-reads the row once the lease is its own (another worker may have refreshed meanwhile) and
+stores the new pair guarded by the lease. Nothing is refreshed "just in case" before expiry
+(protocol 3.4).
 """
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
+import uuid
 from typing import Callable, TypeVar
 
-from django.db import transaction
+from django.conf import settings
 from django.utils import timezone
 
 from portals.bitrix import client, errors
@@ -22,6 +26,8 @@ T = TypeVar("T")
 
 # A credential is marked used at most this often, so a busy widget does not write on every call.
 LAST_USED_RESOLUTION = dt.timedelta(hours=1)
+# How often a worker waiting for another's refresh re-reads the credential.
+LEASE_POLL_SECONDS = 0.05
 
 
 class ReauthRequired(errors.AuthError):
@@ -71,66 +77,99 @@ def portal_mark_payment_required(*, portal: Portal) -> None:
         logger.warning("portal %s: payment required (trial or subscription over)", portal.member_id)
 
 
+class RefreshPending(errors.Timeout):
+    """Another worker holds the refresh lease and has not stored the new pair in time: try again."""
+
+
+def _lease_seconds() -> float:
+    """A lease outlives the longest OAuth call (connect + read timeout), so a live holder never
+    loses it mid-call; a crashed holder's lease is free again this long after it was taken."""
+    return settings.B24_CONNECT_TIMEOUT + settings.B24_READ_TIMEOUT + 2.0
+
+
+def _fresh_pair_of(row: Credential, *, stale_access_token: str) -> bool:
+    return bool(row.access_token) and row.access_token != stale_access_token and not row.is_expired()
+
+
 def credential_refresh(*, credential: Credential, stale_access_token: str) -> Credential:
     """Exchange the refresh token for a new pair, once, however many workers ask at the same time.
 
-    ``stale_access_token`` is the token the caller found unusable; if the locked row holds another,
-    unexpired one, a concurrent worker has refreshed already and its pair is used instead.
+    Refresh tokens are single-use, so one worker at a time may spend one: the first takes a short
+    lease in its own committed UPDATE, calls the OAuth server with no transaction or row lock open
+    (a slow OAuth server must not hold the database), and stores the new pair only while its lease
+    is still the row's. The others poll the row until the pair is there (or the lease is free).
+    ``stale_access_token`` is the token the caller found unusable: a row that holds another,
+    unexpired one was refreshed by someone else, and that pair is used.
     """
-    failure: Exception | None = None
-    unpaid = False
-    with transaction.atomic():
-        locked = Credential.objects.locked_for_refresh().get(pk=credential.pk)
-        if locked.access_token != stale_access_token and locked.access_token and not locked.is_expired():
-            _copy_tokens(locked, credential)
+    rows = Credential.objects.filter(pk=credential.pk)
+    give_up = time.monotonic() + _lease_seconds() + 1.0
+    lease_id = uuid.uuid4().hex
+    while True:
+        now = timezone.now()
+        if rows.lease_free(now).update(refresh_lease_id=lease_id, refresh_lease_until=now + dt.timedelta(
+                seconds=_lease_seconds())):
+            break
+        if time.monotonic() > give_up:
+            raise RefreshPending("REFRESH_PENDING", "another request is renewing this Bitrix24 session")
+        time.sleep(LEASE_POLL_SECONDS)
+        current = rows.select_related("portal").get()
+        if _fresh_pair_of(current, stale_access_token=stale_access_token):
+            _copy_tokens(current, credential)
             return credential
-        if not locked.refresh_token:
-            failure = ReauthRequired("NO_REFRESH_TOKEN", "no refresh token is stored for this user")
-        else:
-            try:
-                answer = client.oauth_refresh(
-                    server=locked.portal.server_endpoint, refresh_token=locked.refresh_token
-                )
-            except (errors.InvalidGrant, errors.NotInstalled, errors.InvalidToken) as exc:
-                failure = exc
-            except errors.PaymentRequired:
-                # No tokens until the app is paid again (protocol 15.4); the stored pair is
-                # kept for then. Marked after the lock is released, below.
-                failure = None
-                unpaid = True
-            else:
-                now = timezone.now()
-                locked.access_token = answer["access_token"]
-                locked.refresh_token = answer["refresh_token"]
-                locked.expires_at = expiry_from(
-                    expires=answer.get("expires"), expires_in=answer.get("expires_in"), now=now
-                )
-                locked.refreshed_at = now
-                locked.save(update_fields=["access_token", "refresh_token", "expires_at", "refreshed_at"])
-                flagged = (Portal.Status.NEEDS_REAUTH, Portal.Status.PAYMENT_REQUIRED)
-                if locked.is_admin and locked.portal.status in flagged:
-                    # The installer's chain works again, and the OAuth server issues tokens only
-                    # to a paid app: whatever flagged the portal is over.
-                    Portal.objects.filter(pk=locked.portal_id, status__in=flagged).update(
-                        status=Portal.Status.ACTIVE, status_detail="", updated_at=now
-                    )
-                    if credential.portal_id == locked.portal_id:
-                        credential.portal.status, credential.portal.status_detail = Portal.Status.ACTIVE, ""
-                    logger.info("portal %s active again: its admin token refreshed", locked.portal.member_id)
-    if unpaid:
-        portal_mark_payment_required(portal=credential.portal)
-        raise errors.PaymentRequired("PAYMENT_REQUIRED", PAYMENT_REQUIRED_DETAIL)
-    if failure is not None:
-        reason = (
-            f"The OAuth server refused the stored refresh token of user {locked.user_id} "
-            f"({getattr(failure, 'code', '') or type(failure).__name__}): an administrator "
-            "must open the app in Bitrix24 again, or reinstall it."
-        )
-        if locked.is_admin:
-            portal_mark_needs_reauth(portal=locked.portal, reason=reason)
-        raise ReauthRequired(getattr(failure, "code", "") or "REAUTH_REQUIRED", reason)
-    _copy_tokens(locked, credential)
+    mine = rows.filter(refresh_lease_id=lease_id)
+    try:
+        # Read after the lease is ours: a worker that finished just before us has stored its pair.
+        leased = rows.select_related("portal").get()
+        if _fresh_pair_of(leased, stale_access_token=stale_access_token):
+            _copy_tokens(leased, credential)
+            return credential
+        if not leased.refresh_token:
+            _refresh_refused(leased, ReauthRequired("NO_REFRESH_TOKEN", "no refresh token is stored for this user"))
+        try:
+            answer = client.oauth_refresh(server=leased.portal.server_endpoint, refresh_token=leased.refresh_token)
+        except (errors.InvalidGrant, errors.NotInstalled, errors.InvalidToken) as exc:
+            _refresh_refused(leased, exc)
+        except errors.PaymentRequired:
+            # No tokens until the app is paid again (protocol 15.4); the stored pair is kept.
+            portal_mark_payment_required(portal=credential.portal)
+            raise errors.PaymentRequired("PAYMENT_REQUIRED", PAYMENT_REQUIRED_DETAIL) from None
+        now = timezone.now()
+        leased.access_token = answer["access_token"]
+        leased.refresh_token = answer["refresh_token"]
+        leased.expires_at = expiry_from(expires=answer.get("expires"), expires_in=answer.get("expires_in"), now=now)
+        leased.refreshed_at = now
+        stored = mine.update(access_token=leased.access_token, refresh_token=leased.refresh_token,
+                             expires_at=leased.expires_at, refreshed_at=now,
+                             refresh_lease_id="", refresh_lease_until=None)
+        if not stored:  # our lease ran out mid-call (it outlives the timeouts: should not happen)
+            logger.error("refresh of credential %s outlived its lease; the new pair is used once, not stored",
+                         leased.pk)
+        flagged = (Portal.Status.NEEDS_REAUTH, Portal.Status.PAYMENT_REQUIRED)
+        if leased.is_admin and leased.portal.status in flagged:
+            # The installer's chain works again, and the OAuth server issues tokens only to a
+            # paid app: whatever flagged the portal is over.
+            Portal.objects.filter(pk=leased.portal_id, status__in=flagged).update(
+                status=Portal.Status.ACTIVE, status_detail="", updated_at=now
+            )
+            if credential.portal_id == leased.portal_id:
+                credential.portal.status, credential.portal.status_detail = Portal.Status.ACTIVE, ""
+            logger.info("portal %s active again: its admin token refreshed", leased.portal.member_id)
+    finally:
+        mine.update(refresh_lease_id="", refresh_lease_until=None)  # no-op once the pair is stored
+    _copy_tokens(leased, credential)
     return credential
+
+
+def _refresh_refused(row: Credential, failure: Exception):
+    """The chain is dead: flag the portal when it was the installer's, and raise ReauthRequired."""
+    reason = (
+        f"The OAuth server refused the stored refresh token of user {row.user_id} "
+        f"({getattr(failure, 'code', '') or type(failure).__name__}): an administrator "
+        "must open the app in Bitrix24 again, or reinstall it."
+    )
+    if row.is_admin:
+        portal_mark_needs_reauth(portal=row.portal, reason=reason)
+    raise ReauthRequired(getattr(failure, "code", "") or "REAUTH_REQUIRED", reason)
 
 
 def _copy_tokens(source: Credential, target: Credential) -> None:

@@ -1,4 +1,4 @@
-"""The token service: refresh only when needed, once, under a lock; dead chains are reported."""
+"""The token service: refresh only when needed, once, under a short lease; dead chains are reported."""
 import datetime as dt
 import threading
 
@@ -176,3 +176,75 @@ def test_moved_portal_is_relearned_from_the_oauth_server_and_the_call_retried(ad
     assert portal.client_endpoint == fake_portal.client_endpoint
     # The 302's Location was never called; the OAuth server told us the new address.
     assert fake_b24.count(method="oauth/app.info") == 1
+
+
+# --- the refresh lease: no lock across the OAuth call, and a crashed holder does not block ------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_oauth_call_runs_with_no_transaction_open_and_the_lease_taken(admin, fake_b24, monkeypatch):
+    credential, _ = admin
+    Credential.objects.filter(pk=credential.pk).update(expires_at=PAST)
+    credential.refresh_from_db()
+    seen = {}
+    real_refresh = tokens.client.oauth_refresh
+
+    def observed(**kwargs):
+        row = Credential.objects.get(pk=credential.pk)
+        seen.update(atomic=connection.in_atomic_block, lease=row.refresh_lease_id,
+                    until=row.refresh_lease_until)
+        return real_refresh(**kwargs)
+
+    monkeypatch.setattr(tokens.client, "oauth_refresh", observed)
+    tokens.credential_access_token(credential=credential)
+    assert seen["atomic"] is False  # a slow OAuth server holds no lock on the database
+    assert len(seen["lease"]) == 32 and seen["until"] > timezone.now()
+    stored = Credential.objects.get(pk=credential.pk)
+    assert stored.refresh_lease_id == "" and stored.refresh_lease_until is None
+    assert stored.access_token == credential.access_token and not stored.is_expired()
+
+
+def test_a_crashed_refreshers_lease_expires_and_the_next_caller_refreshes(admin, fake_b24):
+    credential, _ = admin
+    Credential.objects.filter(pk=credential.pk).update(
+        expires_at=PAST, refresh_lease_id="c" * 32, refresh_lease_until=timezone.now() + dt.timedelta(seconds=0.3))
+    credential.refresh_from_db()
+    token = tokens.credential_access_token(credential=credential)
+    assert fake_b24.count(method="oauth/token") == 1
+    stored = Credential.objects.get(pk=credential.pk)
+    assert stored.access_token == token and stored.refresh_lease_id == ""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_caller_waits_for_the_lease_holder_and_uses_its_pair(admin, fake_b24):
+    """Another process holds the lease: this caller spends nothing and gets the holder's pair."""
+    credential, fake_portal = admin
+    Credential.objects.filter(pk=credential.pk).update(
+        expires_at=PAST, refresh_lease_id="h" * 32, refresh_lease_until=timezone.now() + dt.timedelta(seconds=5))
+    credential.refresh_from_db()
+    holder_pair = fake_b24.issue_tokens(fake_portal, user_id=1)
+
+    def holder_stores():
+        Credential.objects.filter(pk=credential.pk, refresh_lease_id="h" * 32).update(
+            access_token=holder_pair["access_token"], refresh_token=holder_pair["refresh_token"],
+            expires_at=timezone.now() + dt.timedelta(hours=1), refresh_lease_id="", refresh_lease_until=None)
+        connections.close_all()
+
+    timer = threading.Timer(0.3, holder_stores)
+    timer.start()
+    try:
+        assert tokens.credential_access_token(credential=credential) == holder_pair["access_token"]
+    finally:
+        timer.join()
+    assert fake_b24.count(method="oauth/token") == 0
+
+
+def test_a_failed_refresh_frees_the_lease(admin, fake_b24):
+    credential, _ = admin
+    Credential.objects.filter(pk=credential.pk).update(expires_at=PAST)
+    credential.refresh_from_db()
+    fake_b24.oauth_down = True
+    with pytest.raises(errors.TransportError):
+        tokens.credential_access_token(credential=credential)
+    stored = Credential.objects.get(pk=credential.pk)
+    assert stored.refresh_lease_id == "" and stored.refresh_lease_until is None
