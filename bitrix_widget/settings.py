@@ -155,6 +155,18 @@ METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # Seconds: connect and read timeouts of every call to Bitrix24 (the widget must answer quickly).
 B24_CONNECT_TIMEOUT = env.float("B24_CONNECT_TIMEOUT", default=3.0)
 B24_READ_TIMEOUT = env.float("B24_READ_TIMEOUT", default=5.0)
+# One portal may not stall the others (portals/bitrix/capacity.py), per process: at most this many
+# in-flight calls to one portal (a quarter of GUNICORN_THREADS, at least 2); more get a quick
+# "Bitrix24 is slow to answer" page.
+B24_PORTAL_MAX_CALLS = env.int("B24_PORTAL_MAX_CALLS", default=max(2, env.int("GUNICORN_THREADS", default=16) // 4))
+# A portal that timed out (or refused connections) this many times in a row is failed fast for
+# B24_BREAKER_SECONDS; then one call probes it.
+B24_BREAKER_FAILURES = env.int("B24_BREAKER_FAILURES", default=5)
+B24_BREAKER_SECONDS = env.float("B24_BREAKER_SECONDS", default=30.0)
+# Widget opens whose token Bitrix24 refuses, per portal and process: a burst, then this many a
+# minute. Tokens Bitrix24 accepted lately are never held back.
+B24_REFUSED_TOKENS_BURST = env.int("B24_REFUSED_TOKENS_BURST", default=10)
+B24_REFUSED_TOKENS_PER_MINUTE = env.float("B24_REFUSED_TOKENS_PER_MINUTE", default=30.0)
 
 
 def _development_encryption_key(secret_key: str) -> str:

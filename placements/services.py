@@ -17,7 +17,7 @@ from placements import registry
 from placements.models import Invocation
 from placements.signing import ActionGrant, ActionTokenInvalid, action_token_issue
 from portals import metrics, payload
-from portals.bitrix import client, errors
+from portals.bitrix import capacity, client, errors
 from portals.credentials import credential_store_viewer, portal_still_installed
 from portals.failures import Refused, failure_status
 from portals.models import Credential, Portal
@@ -126,7 +126,7 @@ def _same_domain(a: str, b: str) -> bool:
 class WidgetPage:
     """What the handler page shows: a state, and the entity when there is one."""
 
-    state: str  # ok, not_found, unreachable, error
+    state: str  # ok, not_found, unreachable, busy, error
     status: int
     placement: type[registry.Placement]
     portal: Portal
@@ -147,6 +147,8 @@ def _viewer(profile) -> dict | None:
 def _outcome_for(exc: Exception) -> tuple[str, int, str]:
     """(state, HTTP status, detail) of an open that Bitrix24 did not answer usefully."""
     status = failure_status(exc)
+    if isinstance(exc, (capacity.PortalBusy, errors.RateLimited)):
+        return "busy", status, f"Bitrix24 is slow to answer ({exc.code})"
     if isinstance(exc, errors.Timeout):
         return "unreachable", status, "Bitrix24 did not answer in time"
     if isinstance(exc, (errors.TransportError, client.UntrustedEndpoint)):
@@ -163,14 +165,22 @@ def widget_open(*, portal: Portal, request: WidgetRequest) -> WidgetPage:
     started = time.monotonic()
     placement = request.placement
     page = WidgetPage(state="ok", status=200, placement=placement, portal=portal, lang=request.lang)
+    if not capacity.token_admit(key=portal.member_id, token=request.access_token):
+        # Bitrix24 refused many tokens for this portal lately (someone posting junk AUTH_IDs):
+        # an unknown token waits its turn instead of spending the portal's calls. Unproven: no row.
+        logger.warning("widget open throttled: portal %s refused too many tokens lately", portal.member_id)
+        page.state, page.status, page.detail = "busy", 429, "refused tokens throttled"
+        return page
     commands = {"profile": ("profile", {}), **placement.load_commands(request.entity_id)}
     try:
         # The open's one batch; a portal that changed its address (302) is re-learnt from the
         # trusted OAuth server with the posted token (never from Location or DOMAIN), once.
         result = following_a_move(
             portal=portal, access_token=request.access_token,
+            # No QUERY_LIMIT_EXCEEDED retries inside a widget request (a person waits, a thread is
+            # held): the page says "try again"; retries belong to commands and the queue.
             action=lambda token: client.batch(client_endpoint=portal.client_endpoint, access_token=token,
-                                              commands=commands),
+                                              commands=commands, retry_rate_limited=False),
         )
     except errors.PaymentRequired:
         logger.info("widget: portal %s answered PAYMENT_REQUIRED", portal.member_id)
@@ -196,6 +206,7 @@ def widget_open(*, portal: Portal, request: WidgetRequest) -> WidgetPage:
         page.state, page.status, page.detail = _outcome_for(error or errors.BitrixError("NO_PROFILE"))
     if viewer is not None:
         page.viewer = viewer
+        capacity.token_accepted(key=portal.member_id, token=request.access_token)
         _fill_entity(page, result=result, request=request)
     # The invocation first: an uninstall that commits after it purges it (CLEAN), and one that
     # committed before is seen by the viewer's store (or by the check) just after.
@@ -285,7 +296,8 @@ def widget_action(*, grant: ActionGrant, action: str) -> dict:
     if call is not None:
         commands = {"action": call, **commands}
     try:
-        result = portal_batch(credential=credential, commands=commands, halt=True)
+        # No rate-limit retries inside a widget request: the script shows "try again" (a 503).
+        result = portal_batch(credential=credential, commands=commands, halt=True, retry_rate_limited=False)
     except errors.PaymentRequired:  # the token service has marked the portal
         raise _payment_required(grant) from None
     except (ReauthRequired, errors.InvalidToken, errors.ExpiredToken, errors.NotInstalled) as exc:

@@ -63,6 +63,8 @@ def _widget_page(request: HttpRequest, page: WidgetPage) -> HttpResponse:
     }
     with translation.override(page.lang):
         response = render(request, page.placement.template, context, status=page.status)
+    if page.state == "busy":
+        response["Retry-After"] = "5"
     return allow_framing_by(response, page.portal.origin)
 
 

@@ -7,7 +7,7 @@ same thing whether the install page, the event handler or the widget's action me
 from __future__ import annotations
 
 from portals import payload
-from portals.bitrix import errors
+from portals.bitrix import capacity, errors
 from portals.logging import scrub
 from portals.tokens import ReauthRequired
 from portals.verification import VerificationRefused
@@ -38,7 +38,7 @@ def failure_status(exc: Exception) -> int:
         return exc.status
     if isinstance(exc, (VerificationRefused, errors.UntrustedServer, ReauthRequired)):
         return 403
-    if isinstance(exc, errors.NotConfigured):
+    if isinstance(exc, (errors.NotConfigured, capacity.PortalBusy, errors.RateLimited)):
         return 503
     if isinstance(exc, errors.PaymentRequired):
         return 402
@@ -62,6 +62,8 @@ def failure_message(exc: Exception) -> str:
             "The app's trial or subscription on this Bitrix24 portal has ended: renew it in Bitrix24, "
             "then open the app again."
         )
+    if isinstance(exc, (capacity.PortalBusy, errors.RateLimited)):
+        return "Bitrix24 is slow to answer. Please try again in a moment."
     if isinstance(exc, errors.Timeout):
         return "Bitrix24 did not answer in time. Please open the app again to retry."
     return f"Bitrix24 answered with an error ({getattr(exc, 'code', '') or 'no answer'}). Please open the app again to retry."

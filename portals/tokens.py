@@ -17,7 +17,7 @@ from typing import Callable, TypeVar
 from django.conf import settings
 from django.utils import timezone
 
-from portals.bitrix import client, errors
+from portals.bitrix import capacity, client, errors
 from portals.models import Credential, Portal
 from portals.relocation import following_a_move
 
@@ -111,6 +111,7 @@ def credential_refresh(*, credential: Credential, stale_access_token: str) -> Cr
             break
         if time.monotonic() > give_up:
             raise RefreshPending("REFRESH_PENDING", "another request is renewing this Bitrix24 session")
+        capacity.release_database_connections()  # a waiter holds no pooled connection either
         time.sleep(LEASE_POLL_SECONDS)
         current = rows.select_related("portal").get()
         if _fresh_pair_of(current, stale_access_token=stale_access_token):
@@ -220,12 +221,14 @@ def portal_call(*, credential: Credential, method: str, params: dict | None = No
 
 
 def portal_batch(
-    *, credential: Credential, commands: dict[str, tuple[str, dict]], halt: bool = False
+    *, credential: Credential, commands: dict[str, tuple[str, dict]], halt: bool = False,
+    retry_rate_limited: bool = True,
 ) -> client.BatchResult:
     portal = credential.portal
     return with_credential(
         credential=credential,
         action=lambda token: client.batch(
-            client_endpoint=portal.client_endpoint, access_token=token, commands=commands, halt=halt
+            client_endpoint=portal.client_endpoint, access_token=token, commands=commands, halt=halt,
+            retry_rate_limited=retry_rate_limited,
         ),
     )

@@ -33,3 +33,13 @@ def _no_internet():
     socket.socket.connect = guarded_connect
     yield
     socket.socket.connect = real_connect
+
+
+@pytest.fixture(autouse=True)
+def _fresh_portal_capacity():
+    """Each test starts with closed breakers, empty bulkheads and full allowances of refusals
+    (they live in the process, and the fake's ports repeat across tests)."""
+    from portals.bitrix import capacity
+
+    capacity.reset()
+    yield

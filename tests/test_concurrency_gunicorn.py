@@ -44,6 +44,9 @@ def gunicorn(fake_b24, tmp_path):
         "B24_ALLOW_PRIVATE_ENDPOINTS": "true",
         "B24_APP_BASE_URL": "https://app.example.com",
         "ALLOWED_HOSTS": "127.0.0.1",
+        # This test is about the single refresh: every one of the REQUESTS may call the portal at
+        # once (the bulkhead, which would answer some of them "busy", is tested on its own).
+        "B24_PORTAL_MAX_CALLS": str(REQUESTS),
     }
     if db.get("PASSWORD"):
         env["DATABASE_URL"] = env["DATABASE_URL"].replace(f"{db['USER']}@", f"{db['USER']}:{db['PASSWORD']}@")

@@ -99,22 +99,26 @@ def test_widget_with_portal_unreachable_is_502(client, widget):
     survived("portal connection refused")
 
 
-def test_widget_with_query_limit_exceeded_repeatedly_retries_a_bounded_number_of_times(client, widget):
+def test_widget_with_query_limit_exceeded_answers_busy_at_once_without_retrying(client, widget):
+    """A widget request never sleeps on QUERY_LIMIT_EXCEEDED (a person waits, a thread is held):
+    one batch, then the clear "Bitrix24 is slow to answer" state; retries are for commands."""
     fake = widget.fake
     fake.fail_next("batch", status=503, error="QUERY_LIMIT_EXCEEDED", times=100)
-    response = widget.post(client)
-    assert response.status_code == 502 and state_of(response) == "error"
-    assert fake.count(method="batch") == len(bitrix_client.RATE_LIMIT_BACKOFF) + 1
+    response, elapsed = timed(lambda: widget.post(client))
+    assert response.status_code == 503 and state_of(response) == "busy"
+    assert "slow to answer" in response.content.decode() and response["Retry-After"] == "5"
+    assert fake.count(method="batch") == 1 and elapsed < 1.0
     record_figures("rate_limit_retries", batch_calls=fake.count(method="batch"), injected=100)
     survived("QUERY_LIMIT_EXCEEDED on every call")
 
 
-def test_widget_with_query_limit_exceeded_twice_succeeds_on_retry(client, widget):
-    widget.fake.fail_next("batch", status=503, error="QUERY_LIMIT_EXCEEDED", times=2)
+def test_widget_with_query_limit_exceeded_once_serves_the_next_open(client, widget):
+    widget.fake.fail_next("batch", status=503, error="QUERY_LIMIT_EXCEEDED", times=1)
+    assert state_of(widget.post(client)) == "busy"
     response = widget.post(client)
     assert response.status_code == 200 and state_of(response) == "ok"
-    assert widget.fake.count(method="batch") == 3
-    survived("QUERY_LIMIT_EXCEEDED twice, then an answer")
+    assert widget.fake.count(method="batch") == 2
+    survived("QUERY_LIMIT_EXCEEDED once, then an answer")
 
 
 @pytest.mark.parametrize("posted_domain", ["portal-1.example.com", "moved.example.com"])
@@ -213,13 +217,13 @@ def test_action_with_oauth_server_hanging_answers_504_within_the_timeout(client,
     survived("OAuth server hung past the timeout during refresh (and rotated anyway)")
 
 
-def test_action_with_portal_query_limit_exceeded_repeatedly_is_bounded(client, widget):
+def test_action_with_portal_query_limit_exceeded_answers_503_without_retrying(client, widget):
     token = widget.action_token(client)
     widget.fake.reset_calls()
     widget.fake.fail_next("batch", status=503, error="QUERY_LIMIT_EXCEEDED", times=100)
     response = _action(client, token)
-    assert response.status_code == 502 and response.json()["message"]
-    assert widget.fake.count(method="batch") == len(bitrix_client.RATE_LIMIT_BACKOFF) + 1
+    assert response.status_code == 503 and "slow to answer" in response.json()["message"]
+    assert widget.fake.count(method="batch") == 1
     survived("QUERY_LIMIT_EXCEEDED on every action call")
 
 

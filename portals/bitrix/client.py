@@ -20,7 +20,7 @@ from django.conf import settings
 
 from portals import metrics
 from portals import ratelimit
-from portals.bitrix import errors
+from portals.bitrix import capacity, errors
 
 logger = logging.getLogger(__name__)
 
@@ -168,6 +168,7 @@ def _timeout() -> tuple[float, float]:
 def _send(http_method: str, url: str, *, method: str, **kwargs) -> dict:
     """One HTTP exchange, counted in the metrics under ``method`` (a name from our code, never
     a URL): the parsed JSON body, or the exception for what went wrong."""
+    capacity.release_database_connections()  # the wait on Bitrix24 holds no pooled connection
     started = time.monotonic()
     failure: BaseException | None = None
     try:
@@ -208,9 +209,10 @@ def _exchange(http_method: str, url: str, **kwargs) -> dict:
     return payload
 
 
-def _with_rate_limit_retries(send):
-    """Retry ``send()`` on QUERY_LIMIT_EXCEEDED with bounded backoff (protocol 4.4)."""
-    for delay in (*RATE_LIMIT_BACKOFF, None):
+def _with_rate_limit_retries(send, *, retry: bool = True):
+    """Retry ``send()`` on QUERY_LIMIT_EXCEEDED with bounded backoff (protocol 4.4); with ``retry``
+    off (a widget request: a person is waiting and a thread is held) the first refusal is final."""
+    for delay in (*(RATE_LIMIT_BACKOFF if retry else ()), None):
         try:
             return send()
         except errors.BudgetExhausted:
@@ -275,17 +277,27 @@ def oauth_refresh(*, server: str, refresh_token: str) -> dict:
 # --- portal REST ----------------------------------------------------------------------------------
 
 
-def call(*, client_endpoint: str, method: str, access_token: str, params: dict | None = None) -> dict:
-    """Call one REST method; the whole answer (``result``, and ``total``/``next`` for lists)."""
-    endpoint = validate_client_endpoint(client_endpoint)
+def call(
+    *, client_endpoint: str, method: str, access_token: str, params: dict | None = None,
+    retry_rate_limited: bool = True,
+) -> dict:
+    """Call one REST method; the whole answer (``result``, and ``total``/``next`` for lists).
+
+    Each attempt takes a slot of the portal's bulkhead (``capacity.portal_slot``: PortalBusy or
+    PortalFailing at once when the portal has its share of this process's calls in flight or
+    keeps timing out), then its turn in the portal's budget shared by every process (a wait for
+    the turn holds the slot: it is this portal's wait). ``retry_rate_limited`` off:
+    QUERY_LIMIT_EXCEEDED is raised, not slept on (widget requests)."""
+    endpoint = validate_client_endpoint(client_endpoint)  # normalised: one key per portal
     url = f"{endpoint}{method}"
     body = {**(params or {}), "auth": access_token}
 
-    def send() -> dict:
-        ratelimit.acquire(endpoint)  # the portal's budget, shared with every other process
-        return _send("POST", url, method=method, json=body)
+    def attempt() -> dict:
+        with capacity.portal_slot(endpoint):
+            ratelimit.acquire(endpoint)  # the portal's budget, shared with every other process
+            return _send("POST", url, method=method, json=body)
 
-    return _with_rate_limit_retries(send)
+    return _with_rate_limit_retries(attempt, retry=retry_rate_limited)
 
 
 def build_query(params: dict, prefix: str = "") -> str:
@@ -312,7 +324,8 @@ class BatchResult:
 
 
 def batch(
-    *, client_endpoint: str, access_token: str, commands: dict[str, tuple[str, dict]], halt: bool = False
+    *, client_endpoint: str, access_token: str, commands: dict[str, tuple[str, dict]], halt: bool = False,
+    retry_rate_limited: bool = True,
 ) -> BatchResult:
     """Several methods in one request (at most 50). Each command's error comes back separately."""
     if len(commands) > BATCH_MAX_COMMANDS:
@@ -326,6 +339,7 @@ def batch(
         method="batch",
         access_token=access_token,
         params={"halt": 1 if halt else 0, "cmd": cmd},
+        retry_rate_limited=retry_rate_limited,
     )
     outer = payload.get("result") or {}
     results = outer.get("result") or {}
