@@ -50,7 +50,10 @@ def invalid_grants(fake) -> int:
 
 
 @pytest.fixture
-def admin(client, fake_b24):
+def admin(client, fake_b24, settings):
+    # About the single refresh: all THREADS may call the portal at once (the per-portal bulkhead,
+    # which would answer some of them "busy", has its own tests in test_capacity.py).
+    settings.B24_PORTAL_MAX_CALLS = THREADS
     portal, fake_portal = install_portal(client, fake_b24)
     fake_b24.set_rate_limit(None)
     fake_b24.latency_for["oauth"] = 0.2  # a slow OAuth server widens the window for a race
