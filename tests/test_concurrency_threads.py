@@ -49,11 +49,15 @@ def invalid_grants(fake) -> int:
     return sum(1 for call in fake.calls if call.method == "oauth/token" and call.status != 200)
 
 
-@pytest.fixture
-def admin(client, fake_b24, settings):
-    # About the single refresh: all THREADS may call the portal at once (the per-portal bulkhead,
-    # which would answer some of them "busy", has its own tests in test_capacity.py).
+@pytest.fixture(autouse=True)
+def no_bulkhead(settings):
+    """These tests are about races: all THREADS may call one portal at once (the per-portal
+    bulkhead, which would answer some of them "busy", has its own tests in test_capacity.py)."""
     settings.B24_PORTAL_MAX_CALLS = THREADS
+
+
+@pytest.fixture
+def admin(client, fake_b24):
     portal, fake_portal = install_portal(client, fake_b24)
     fake_b24.set_rate_limit(None)
     fake_b24.latency_for["oauth"] = 0.2  # a slow OAuth server widens the window for a race
