@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('portals', '0002_subscription'),
+        ('portals', '0003_ratebucket'),
     ]
 
     operations = [
