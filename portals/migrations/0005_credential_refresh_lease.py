@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('portals', '0003_ratebucket'),
+        ('portals', '0004_binding_state'),
     ]
 
     operations = [
