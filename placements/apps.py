@@ -17,6 +17,7 @@ class PlacementsConfig(AppConfig):
         checks.register(registry.check_served_placements, "placements")
         binds.bind_provider_register(name="placements", provider=operations.placement_bind_commands)
         dashboard.register()
+        binds.feature_provider_register(name="placements", provider=operations.placement_features)
         portal_uninstalled.connect(
             operations.invocations_purge_on_uninstall, sender=Portal, dispatch_uid="placements.purge_invocations"
         )

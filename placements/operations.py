@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from django.utils.translation import gettext_lazy
+
 from placements import registry
 from placements.dashboard import days_shown, invocation_days_ensure
 from placements.models import Invocation
@@ -37,6 +39,11 @@ def placement_bind_commands() -> dict[str, tuple[str, dict]]:
         )
         for placement in registry.all_placements()
     }
+
+
+def placement_features() -> list[tuple[str, str]]:
+    """What the app's own page tells users (``portals.binds`` feature provider): each widget."""
+    return [(gettext_lazy(placement.title), placement.where or placement.code) for placement in registry.all_placements()]
 
 
 def invocations_purge_on_uninstall(*, portal: Portal, clean: bool, **_) -> None:

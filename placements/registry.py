@@ -34,6 +34,7 @@ class Placement:
 
     code: str = ""
     title: str = ""
+    where: str = ""  # where a user finds the widget, for the app's own page (translated)
     scope: str = ""  # the Bitrix24 scope its REST calls need (the app asks for it at registration)
     template: str = ""
     script: str = ""

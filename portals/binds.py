@@ -78,6 +78,22 @@ def bind_command_present(command: tuple[str, dict], *, placements: list[dict], e
     return False  # nothing to compare with: bind it ("already bound" counts as success)
 
 
+# What the app offers a portal's users, for its own page: (title, where to find it), both for a
+# person to read. An app that adds something users see registers a provider, as for binds.
+Feature = tuple[str, str]
+FeatureProvider = Callable[[], list[Feature]]
+_FEATURES: dict[str, FeatureProvider] = {}
+
+
+def feature_provider_register(*, name: str, provider: FeatureProvider) -> None:
+    _FEATURES[name] = provider
+
+
+def features() -> list[Feature]:
+    """Every registered provider's features, in registration order."""
+    return [feature for provider in _FEATURES.values() for feature in provider()]
+
+
 def public_url(viewname: str) -> str:
     """Our public URL for a view, given to Bitrix24: ``reverse()`` on B24_APP_BASE_URL, never a
     host taken from a request (a posted Host would let anyone choose where Bitrix24 posts)."""

@@ -33,7 +33,8 @@ def credential_store_installer(
 
 
 def _installed(portal: Portal):
-    return Portal.objects.installed().filter(pk=portal.pk)
+    """The portal, unless it was uninstalled (or disabled) meanwhile."""
+    return Portal.objects.filter(pk=portal.pk).exclude(status=Portal.Status.UNINSTALLED)
 
 
 def credential_store_viewer(

@@ -279,3 +279,10 @@ def test_non_admin_page_is_in_the_users_language(client, fake_b24, installed):
     tokens = fake_b24.issue_tokens(fake_portal, user_id=USER_ID)
     response = post_install(client, fake_b24, fake_portal, tokens, LANG="de")
     assert response.status_code == 200 and b'lang="de"' in response.content
+
+
+def test_non_admin_install_page_in_russian(client, fake_b24, installed):
+    portal, fake_portal = installed
+    tokens = fake_b24.issue_tokens(fake_portal, user_id=USER_ID)
+    html = post_install(client, fake_b24, fake_portal, tokens, LANG="ru").content.decode()
+    assert "Установку должен завершить администратор" in html and "Ничего не изменено." in html

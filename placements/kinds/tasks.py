@@ -49,4 +49,6 @@ class TaskPlacement(registry.Placement):
 class TaskViewTopPanel(TaskPlacement):
     code = "TASK_VIEW_TOP_PANEL"
     title = "Task widget"
+    where = _("In every task card, at the top: the task's status, deadline and people, with buttons "
+              "to start, complete or defer it.")
     template = "placements/task_view_top_panel.html"
