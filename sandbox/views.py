@@ -84,6 +84,25 @@ def _chrome(request: HttpRequest, **context) -> dict:
     }
 
 
+def _next_url(request: HttpRequest) -> str:
+    """Where the install step goes on: the sandbox page that asked (never another site)."""
+    wanted = request.GET.get("next", "")
+    if wanted.startswith("/sandbox/") and "//" not in wanted and "\\" not in wanted:
+        return wanted
+    return reverse("sandbox:task", args=[1]) + "?" + urlencode({"lang": _lang(request)})
+
+
+def _unless_installed(request: HttpRequest) -> HttpResponse | None:
+    """None when the app is installed on this run's fake. Otherwise: after an uninstall, a page
+    saying so; after a server restart (a new fake), the install step, then back here."""
+    box = sandbox()
+    if box.installed_here():
+        return None
+    if box.portal.installed:
+        return redirect(f"{reverse('sandbox:portal')}?{urlencode({'next': request.get_full_path()})}")
+    return render(request, "sandbox/not_installed.html", _chrome(request))
+
+
 @require_GET
 @sandbox_only
 def portal(request: HttpRequest) -> HttpResponse:
@@ -91,11 +110,10 @@ def portal(request: HttpRequest) -> HttpResponse:
     framed and POSTed as Bitrix24 does), then opens the first task card."""
     box = sandbox()
     if box.installed_here():
-        return redirect(f"{reverse('sandbox:task', args=[1])}?{urlencode({'lang': _lang(request)})}")
+        return redirect(_next_url(request))
     action, fields = box.install_post(base_url=_base_url(request), lang=_lang(request))
     context = _chrome(
-        request, frame_action=action, frame_fields=fields, frame_title="Install the app",
-        next_url=reverse("sandbox:task", args=[1]) + "?" + urlencode({"lang": _lang(request)}),
+        request, frame_action=action, frame_fields=fields, frame_title="Install the app", next_url=_next_url(request),
     )
     return render(request, "sandbox/install.html", context)
 
@@ -108,8 +126,8 @@ def task_card(request: HttpRequest, task_id: int) -> HttpResponse:
     task = box.task(task_id)
     if task is None:
         raise Http404("The demo portal has no such task.")
-    if not box.installed_here():
-        return render(request, "sandbox/not_installed.html", _chrome(request), status=200)
+    if (elsewhere := _unless_installed(request)) is not None:
+        return elsewhere
     handler = box.bound_handler(TASK_PLACEMENT)
     query, fields = box.frame_post(
         user_id=_viewer(request), placement=TASK_PLACEMENT, lang=_lang(request),
@@ -140,8 +158,8 @@ def app_page(request: HttpRequest) -> HttpResponse:
     path = app_page_path()
     if path is None:
         raise Http404("The app has no page of its own yet.")
-    if not box.installed_here():
-        return render(request, "sandbox/not_installed.html", _chrome(request))
+    if (elsewhere := _unless_installed(request)) is not None:
+        return elsewhere
     query, fields = box.frame_post(user_id=_viewer(request), placement="DEFAULT", options={}, lang=_lang(request))
     context = _chrome(request, app_open=True, frame_action=f"{_base_url(request)}{path}?{urlencode(query)}",
                       frame_fields=fields, frame_title="The app")

@@ -42,3 +42,16 @@ def test_with_debug_off_the_sandbox_is_a_404_even_from_this_machine(sandbox_on, 
 def test_localhost_is_sent_to_127_0_0_1_where_handler_urls_can_be_bound(sandbox_on):
     answer = _get("127.0.0.1", host="localhost:8000")
     assert answer.status_code == 302 and answer["Location"] == "http://127.0.0.1:8000/sandbox/"
+
+
+@pytest.mark.parametrize("wanted", ["//evil.example/", "https://evil.example/sandbox/", "/admin/", "/sandbox/\\\\evil"])
+def test_the_install_step_goes_on_only_to_a_sandbox_page(wanted):
+    from sandbox.views import _next_url
+
+    assert _next_url(RequestFactory().get("/sandbox/", {"next": wanted})) == "/sandbox/tasks/1/?lang=en"
+
+
+def test_the_install_step_goes_back_to_the_page_that_asked():
+    from sandbox.views import _next_url
+
+    assert _next_url(RequestFactory().get("/sandbox/", {"next": "/sandbox/tasks/2/?user=2"})) == "/sandbox/tasks/2/?user=2"
