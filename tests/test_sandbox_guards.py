@@ -3,8 +3,12 @@ it is installed, it answers only with DEBUG on and only a browser on this machin
 import pytest
 from django.http import Http404, HttpResponse
 from django.test import RequestFactory
+from django.urls import include, path
 
 from sandbox.views import sandbox_only
+
+# The suite runs with the sandbox off, so its URLs are mounted here for the tests that reverse them.
+urlpatterns = [path("sandbox/", include("sandbox.urls"))]
 
 
 @sandbox_only
@@ -44,6 +48,7 @@ def test_localhost_is_sent_to_127_0_0_1_where_handler_urls_can_be_bound(sandbox_
     assert answer.status_code == 302 and answer["Location"] == "http://127.0.0.1:8000/sandbox/"
 
 
+@pytest.mark.urls(__name__)
 @pytest.mark.parametrize("wanted", ["//evil.example/", "https://evil.example/sandbox/", "/admin/", "/sandbox/\\\\evil"])
 def test_the_install_step_goes_on_only_to_a_sandbox_page(wanted):
     from sandbox.views import _next_url
@@ -51,6 +56,7 @@ def test_the_install_step_goes_on_only_to_a_sandbox_page(wanted):
     assert _next_url(RequestFactory().get("/sandbox/", {"next": wanted})) == "/sandbox/tasks/1/?lang=en"
 
 
+@pytest.mark.urls(__name__)
 def test_the_install_step_goes_back_to_the_page_that_asked():
     from sandbox.views import _next_url
 
