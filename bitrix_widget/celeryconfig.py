@@ -49,4 +49,9 @@ beat_schedule = {
     },
     # Events stored while the broker was down, and retries that are due, are put on the queue.
     "events-requeue-due": {"task": "events.tasks.requeue_due", "schedule": 60.0},
+    # Handlers an app update dropped are bound again, and subscriptions re-read (sync_portals).
+    "portals-sync": {
+        "task": "portals.tasks.sync_portals",
+        "schedule": float(env.int("PORTALS_SYNC_SECONDS", default=3600)),
+    },
 }

@@ -7,9 +7,10 @@ unbound: a handler that is not ours is not ours to remove.
 """
 from __future__ import annotations
 
+import logging
 from typing import Callable
 
-from portals import binds
+from portals import binds, fanout
 from portals.binding_state import binding_label, portal_record_bindings
 from portals.bitrix import errors
 from portals.fanout import PortalOutcome, outcome_failed
@@ -19,6 +20,8 @@ from portals.operations import portal_admin_credential
 from portals.services import commands_bind
 from portals.subscription import portal_subscription_store, subscription_from_app_info
 from portals.tokens import portal_batch, portal_mark_payment_required
+
+logger = logging.getLogger(__name__)
 
 READ_COMMANDS = {
     "app_info": ("app.info", {}),
@@ -84,3 +87,22 @@ def portal_sync(*, portal: Portal, dry_run: bool = False, pace: Callable[[], Non
 def _names(keys) -> str:
     """``placement_TASK_VIEW_TOP_PANEL`` -> ``placement TASK_VIEW_TOP_PANEL``, for an operator."""
     return ", ".join(binding_label(key) for key in keys)
+
+
+def portals_sync_all() -> dict[str, int]:
+    """``sync_portals --all`` without a terminal: the periodic run (Celery beat, see
+    ``portals.tasks``). Same selection, concurrency and pacing as the command; counts by status."""
+    from collections import Counter
+
+    selection = fanout.portals_select(select_all=True, include_payment_required=True)
+    outcomes = fanout.run_across_portals(
+        portals=selection.portals, work=lambda portal, pace: portal_sync(portal=portal, pace=pace)
+    )
+    counts = Counter(outcome.status for outcome in outcomes)
+    counts["skipped"] += len(selection.skipped)
+    for outcome in outcomes:
+        if outcome.failed:
+            logger.warning("sync_portals: %s [%s] %s: %s", outcome.portal.domain, outcome.portal.member_id,
+                           outcome.status, outcome.detail)
+    logger.info("sync_portals: %s portal(s): %s", len(outcomes) + len(selection.skipped), dict(counts))
+    return dict(counts)

@@ -226,3 +226,18 @@ def test_admin_shows_trial_days_left_and_expired_with_a_filter(install_portals, 
 ])
 def test_a_bind_command_is_present_only_with_our_handler(command, placements, events, present):
     assert binds.bind_command_present(command, placements=placements, events=events) is present
+
+
+def test_celery_beat_runs_the_same_sync_periodically(install_portals, fake_b24):
+    from bitrix_widget import celeryconfig
+    from portals.tasks import sync_portals
+
+    schedule = celeryconfig.beat_schedule["portals-sync"]
+    assert schedule["task"] == sync_portals.name and schedule["schedule"] == 3600.0
+    (portal, fake_portal), (unpaid, _) = install_portals(2)
+    Portal.objects.filter(pk=unpaid.pk).update(status=Portal.Status.PAYMENT_REQUIRED)
+    fake_b24.update_app(fake_portal, drop_placements=True)
+    counts = sync_portals.apply().get()  # through Celery's machinery, in this process
+    assert counts["repaired"] == 1 and counts["in step"] == 1
+    assert our_placements(fake_portal) == ["TASK_VIEW_TOP_PANEL"] and OURS <= our_events(fake_portal)
+    assert Portal.objects.get(pk=unpaid.pk).status == Portal.Status.ACTIVE  # app.info answered
