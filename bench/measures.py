@@ -275,10 +275,15 @@ def admin_changelists(*, portals: int, invocations: int, repeat: int, verbose: b
                 "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
     counts = f"{Portal.objects.count()} portals, {Invocation.objects.count()} invocations"
     with override_settings(STORAGES=storages):
-        for name, model in (("portals", "portals_portal"), ("invocations", "placements_invocation")):
+        # The admin home first: its first visit adds up the closed days once (placements.dashboard).
+        t = time.perf_counter()
+        client.get(reverse("admin:index"))
+        rows.append(Row("admin home: first visit (adds up the closed days once)",
+                        f"{_ms(1000 * (time.perf_counter() - t))} ms"))
+        for name, model in (("home", None), ("portals", "portals_portal"), ("invocations", "placements_invocation")):
             label = f"admin {name} changelist ({counts})"
             try:
-                url = reverse(f"admin:{model}_changelist")
+                url = reverse("admin:index") if model is None else reverse(f"admin:{model}_changelist")
             except NoReverseMatch:
                 rows.append(Row(f"{label}", "n/a: not registered in the admin", "< 300 ms, <= 10 queries", False))
                 continue
@@ -295,10 +300,12 @@ def admin_changelists(*, portals: int, invocations: int, repeat: int, verbose: b
             n = len(queries.captured_queries)
             ok = response.status_code == 200
             median = statistics.median(times)
-            rows.append(Row(f"admin {name} changelist: time (median of {repeat})",
+            page = "home (fleet at a glance)" if model is None else f"{name} changelist"
+            budget = 20 if model is None else 10  # the home: charts and attention checks of every app
+            rows.append(Row(f"admin {page}: time (median of {repeat})",
                             f"{_ms(median)} ms (max {_ms(max(times))}; HTTP {response.status_code})",
                             "< 300 ms", ok and median < 300))
-            rows.append(Row(f"admin {name} changelist: SQL queries", str(n), "<= 10", ok and n <= 10))
+            rows.append(Row(f"admin {page}: SQL queries", str(n), f"<= {budget}", ok and n <= budget))
     return rows
 
 

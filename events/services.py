@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from events import registry
 from events.models import Event
+from portals import metrics
 from portals.logging import scrub
 from portals.models import Portal
 
@@ -67,6 +68,7 @@ def event_store(
             event = Event.objects.create(**fields, source=source, data=data if isinstance(data, dict) else {})
     except IntegrityError:
         return Event.objects.get(**fields), False
+    metrics.events.labels("received").inc()
     enqueue(process_event, event.pk)
     return event, True
 
@@ -120,6 +122,7 @@ def _finish(event: Event, *, status: str, outcome: str = "", error: str = "") ->
         locked_until=None,
     )
     event.status, event.outcome, event.error, event.processed_at = status, outcome, error, now
+    metrics.events.labels(status).inc()
     log = logger.info if status == Event.Status.DONE else logger.warning
     log("event %s %s on %s: %s", event.pk, event.name, event.portal.member_id, status)
     return event
@@ -138,6 +141,7 @@ def _failed_attempt(event: Event, exc: Exception) -> Event:
         error=error[:2000], next_attempt_at=next_attempt, locked_until=None, lock_id=""
     )
     event.error, event.next_attempt_at = error, next_attempt
+    metrics.events.labels("retried").inc()
     logger.info("event %s %s attempt %s failed, retry in %.1f s: %s", event.pk, event.name, event.attempts, delay, error)
     enqueue(process_event, event.pk, countdown=delay)
     return event

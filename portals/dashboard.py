@@ -43,6 +43,7 @@ class Attention:
     fix: str  # what the operator does, in one or two sentences
     portals: Callable[[dt.datetime], QuerySet]
     changelist_query: str = ""  # the portal list filtered to these, when a filter exists
+    more_url: Callable[[], str] | None = None  # or another list that shows them (events, ...)
 
 
 _CHARTS: dict[str, Chart] = {}
@@ -72,7 +73,8 @@ def fleet_at_a_glance(*, now: dt.datetime | None = None) -> dict:
         attention.append({
             "key": item.key, "title": item.title, "fix": item.fix, "count": count,
             "portals": list(portals.order_by("domain", "pk")[:ATTENTION_SHOWN]),
-            "more_url": f"{changelist}?{item.changelist_query}" if item.changelist_query else "",
+            "more_url": item.more_url() if item.more_url else
+                        f"{changelist}?{item.changelist_query}" if item.changelist_query else "",
         })
     return {"charts": charts, "attention": attention}
 

@@ -79,3 +79,24 @@ def failure_line(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, errors.BitrixError):
         return "failed", scrub(str(exc))
     return "failed", scrub(f"{type(exc).__name__}: {exc}")
+
+
+def failure_remedy(exc: BaseException) -> str:
+    """What an operator does about a portal whose work failed: the hint in a command's recap."""
+    if isinstance(exc, errors.PaymentRequired):
+        return "ask the portal's administrator to renew the app's subscription; sync_portals then brings it back"
+    if isinstance(exc, ReauthRequired):
+        if exc.code == "UNINSTALLED":
+            return "the app is not installed there: nothing to do unless the portal installs it again"
+        return "ask an administrator of the portal to open the app once in Bitrix24 (or reinstall it)"
+    if isinstance(exc, errors.InvalidClient):
+        return "Bitrix24 refused B24_CLIENT_ID/B24_CLIENT_SECRET: check them against the app's settings"
+    if isinstance(exc, errors.AccessDenied):
+        return "the installer's token may not do this: check the app's scopes (placement) and reinstall it"
+    if isinstance(exc, errors.RateLimited):
+        return "Bitrix24 limited the requests: run again later, or with a lower --rate"
+    if isinstance(exc, errors.PortalMoved):
+        return "the portal answered from a new address: an administrator opening the app records it"
+    if isinstance(exc, errors.TransportError):
+        return "the portal did not answer (or not in time): run the command again for it later"
+    return "read the reason above; run the command again for this portal once it is fixed"

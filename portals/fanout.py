@@ -16,7 +16,7 @@ from typing import Callable, Iterable
 from django.db import connections
 
 from portals.bitrix import errors
-from portals.failures import PAYMENT_REQUIRED, failure_line
+from portals.failures import PAYMENT_REQUIRED, failure_line, failure_remedy
 from portals.models import Portal
 
 DEFAULT_CONCURRENCY = 32
@@ -41,6 +41,7 @@ class PortalOutcome:
     ok: bool
     detail: str = ""
     rows: list = field(default_factory=list)
+    remedy: str = ""  # what an operator does about a failure (the command's recap prints it)
 
     @property
     def failed(self) -> bool:
@@ -59,7 +60,7 @@ SKIPPED_STATUSES = frozenset({"skipped", PAYMENT_REQUIRED})
 def outcome_failed(portal: Portal, exc: BaseException) -> PortalOutcome:
     """The line of a portal whose work raised: re-authorisation needed, or a scrubbed error."""
     status, detail = failure_line(exc)
-    return PortalOutcome(portal, status, False, detail)
+    return PortalOutcome(portal, status, False, detail, remedy=failure_remedy(exc))
 
 
 # --- selection --------------------------------------------------------------------------------

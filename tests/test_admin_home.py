@@ -102,6 +102,20 @@ def test_attention_lists_each_portal_with_what_fixes_it(staff_client, fleet):
     assert "Refresh tokens now" in items["refresh_lapsing"]
 
 
+def test_failed_events_are_charted_and_listed_with_the_retry_hint(staff_client, fleet):
+    from events.models import Event
+
+    portal = fleet["healthy"]
+    for n, status in enumerate(["done", "done", "failed", "queued"]):
+        Event.objects.create(portal=portal, name="ONTASKUPDATE", object_id=str(n), delivery=str(n), status=status)
+    html = staff_client.get("/admin/").content.decode()
+    events = chart_data(html, "events")
+    assert dict(zip(events["labels"], events["datasets"][0]["data"])) == {"queued": 1, "done": 2, "failed": 1}
+    item = attention_items(html)["failed_events"]
+    assert f"/admin/portals/portal/{portal.pk}/change/" in item and "Retry" in item
+    assert 'href="/admin/events/event/?status__exact=failed"' in item
+
+
 def test_attention_says_so_when_nothing_needs_it(staff_client):
     make_portal("healthy.example.com")
     html = staff_client.get("/admin/").content.decode()

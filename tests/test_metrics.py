@@ -157,3 +157,14 @@ def test_metrics_add_up_every_gunicorn_worker(gunicorn_with_metrics):
     assert requests.get(base + "/metrics", timeout=10).status_code == 401
     text = requests.get(base + "/metrics", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10).text
     assert sample(text, "b24_widget_refusals_total", reason="bad_request") == len(statuses)
+
+
+def test_events_count_by_state_they_reach(client, settings, widget):
+    from events.services import event_store
+
+    settings.METRICS_TOKEN = TOKEN
+    before = scrape(client)
+    event_store(portal=widget.portal, name="ONTASKUPDATE", data={"FIELDS_AFTER": {"ID": "31"}}, delivery="1")
+    event_store(portal=widget.portal, name="ONTASKUPDATE", data={"FIELDS_AFTER": {"ID": "31"}}, delivery="1")
+    after = scrape(client)
+    assert sample(after, "b24_events_total", state="received") == sample(before, "b24_events_total", state="received") + 1

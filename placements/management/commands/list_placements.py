@@ -1,8 +1,6 @@
 """manage.py list_placements: what placement.get reports on a portal, as a table."""
-from django.core.management.base import CommandError
-
 from placements import operations
-from portals.management.commands._portal_command import PORTAL_FAILED, PortalCommand
+from portals.management.commands._portal_command import PortalCommand, PortalsFailed
 
 COLUMNS = ("placement", "handler", "title", "userId")
 
@@ -15,17 +13,17 @@ class Command(PortalCommand):
 
     def handle(self, *args, **options):
         selection = self.select(options)
-        failed = 0
+        failed = []
         for portal in selection.portals:
             outcome = operations.portal_list_placements(portal=portal)
-            self.stdout.write(f"{portal.domain} [{portal.member_id}]: {outcome.status}")
             if outcome.ok:
+                self.stdout.write(f"{portal.domain} [{portal.member_id}]: {outcome.status}")
                 self.stdout.write(format_table(outcome.rows))
             else:
-                failed += 1
-                self.stdout.write(self.outcome_line(outcome), style_func=self.style.ERROR)
+                failed.append(outcome)  # said once, in the recap, with what to do
+        self.recap(failed, total=len(selection.portals))
         if failed:
-            raise CommandError(f"{failed} of {len(selection.portals)} portal(s) failed", returncode=PORTAL_FAILED)
+            raise PortalsFailed(f"{len(failed)} of {len(selection.portals)} portal(s) failed")
 
 
 def format_table(rows: list[dict]) -> str:

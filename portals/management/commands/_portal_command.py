@@ -1,9 +1,15 @@
 """What every operator command shares: portal selection flags, the run across portals, one line
-per portal, a progress bar on a terminal, a summary, and the exit statuses of ARCHITECTURE.md
-(0 all ok, 1 a portal failed, 2 wrong flags / unknown portal / app credentials missing)."""
+per portal, a progress bar on a terminal, a recap of the failures with what to do about each, a
+summary as the last line, and the exit statuses of ARCHITECTURE.md (0 all ok, 1 a portal failed,
+2 wrong flags / unknown portal / app credentials missing).
+
+Only failures are red; skipped portals and the progress bar are plain (Django would paint all of
+stderr red). ``-v 0`` prints the recap alone; a pipe gets no colour and no progress bar.
+"""
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections import Counter
 
@@ -15,6 +21,20 @@ from portals.bitrix import errors
 
 USAGE_ERROR = 2
 PORTAL_FAILED = 1
+GENERIC_REMEDY = "read the reason above; run the command again for this portal once it is fixed"
+
+
+def plain(text: str) -> str:
+    """A style that leaves the text as it is (OutputWrapper's own default for stderr is red)."""
+    return text
+
+
+class PortalsFailed(CommandError):
+    """Some portals failed and the recap has said which and why: exit 1, and on the command line
+    no "CommandError:" line after it (an expected outcome, not a crash)."""
+
+    def __init__(self, message: str):
+        super().__init__(message, returncode=PORTAL_FAILED)
 
 
 def positive(kind):
@@ -51,14 +71,16 @@ class ProgressBar:
 
     def clear(self) -> None:
         if self.enabled:
-            self.stream.write("\r" + " " * (self.width + 24) + "\r", ending="")
+            self.stream.write("\r" + " " * (self.width + 24) + "\r", ending="", style_func=plain)
             self.stream.flush()
 
     def update(self, done: int) -> None:
         self.done = done
         if self.enabled:
             filled = int(self.width * done / self.total)
-            self.stream.write(f"\r[{'#' * filled}{' ' * (self.width - filled)}] {done}/{self.total}", ending="")
+            self.stream.write(
+                f"\r[{'#' * filled}{' ' * (self.width - filled)}] {done}/{self.total}", ending="", style_func=plain
+            )
             self.stream.flush()
 
 
@@ -104,9 +126,16 @@ class PortalCommand(BaseCommand):
             help="most requests a second to any one portal (default 2, Bitrix24's drain rate)",
         )
 
+    verbosity = 1
+
     def execute(self, *args, **options):
+        self.verbosity = int(options.get("verbosity", 1))
         try:
             return super().execute(*args, **options)
+        except PortalsFailed:
+            if self._called_from_command_line:
+                sys.exit(PORTAL_FAILED)  # the recap was the message; Django would add "CommandError: ..."
+            raise
         except (fanout.UnknownPortal, fanout.SelectionRequired, errors.NotConfigured) as exc:
             message = exc.description if isinstance(exc, errors.BitrixError) else str(exc)
             raise CommandError(message, returncode=USAGE_ERROR) from None
@@ -134,25 +163,29 @@ class PortalCommand(BaseCommand):
         return f"{text}: {outcome.detail}" if outcome.detail else text
 
     def write_outcome(self, outcome: fanout.PortalOutcome) -> None:
-        line = self.outcome_line(outcome)
-        self.stdout.write(line, style_func=None if outcome.ok else self.style.ERROR)
+        """One portal's line: red if it failed, plain otherwise; nothing at -v 0 (the recap has it)."""
+        if self.verbosity >= 1:
+            self.stdout.write(self.outcome_line(outcome), style_func=self.style.ERROR if outcome.failed else plain)
 
     def run(self, *, what: str, selection: fanout.Selection, work, options) -> list[fanout.PortalOutcome]:
-        """Run ``work`` over the selection, print a line per portal and a summary, and end with
-        status 1 if any portal failed (after every other portal has had its turn)."""
+        """Run ``work`` over the selection, print a line per portal, the recap and the summary, and
+        end with status 1 if any portal failed (after every other portal has had its turn)."""
         started = time.monotonic()
         skipped = [
             fanout.PortalOutcome(portal, "skipped", False, f"{skip_reason(portal)}; not called")
             for portal in selection.skipped
         ]
+        # The bar counts what the summary counts: the skipped portals are done from the start.
+        progress = ProgressBar(self.stderr, len(skipped) + len(selection.portals),
+                               self.stderr.isatty() and self.verbosity >= 1)
         for outcome in skipped:
             self.write_outcome(outcome)
-        progress = ProgressBar(self.stderr, len(selection.portals), self.stderr.isatty())
+        progress.update(len(skipped))
 
         def on_result(outcome, done, total):
             progress.clear()
             self.write_outcome(outcome)
-            progress.update(done)
+            progress.update(len(skipped) + done)
 
         outcomes = fanout.run_across_portals(
             portals=selection.portals, work=work, concurrency=options["concurrency"],
@@ -163,12 +196,27 @@ class PortalCommand(BaseCommand):
         return outcomes
 
     def summarise(self, *, what: str, outcomes, seconds: float) -> None:
-        counts = Counter(outcome.status for outcome in outcomes)
-        parts = ", ".join(f"{count} {status}" for status, count in counts.items()) or "nothing to do"
-        self.stdout.write(f"{what}: {len(outcomes)} portal(s) in {seconds:.1f} s: {parts}")
-        failed = sum(1 for outcome in outcomes if outcome.failed)
+        """The recap of the failures (if any), then the counts as the last line; PortalsFailed
+        (exit 1) when a portal failed."""
+        failed = [outcome for outcome in outcomes if outcome.failed]
+        self.recap(failed, total=len(outcomes))
+        if self.verbosity >= 1:
+            counts = Counter(outcome.status for outcome in outcomes)
+            parts = ", ".join(f"{count} {status}" for status, count in counts.items()) or "nothing to do"
+            self.stdout.write(f"{what}: {len(outcomes)} portal(s) in {seconds:.1f} s: {parts}")
         if failed:
-            raise CommandError(f"{failed} of {len(outcomes)} portal(s) failed", returncode=PORTAL_FAILED)
+            raise PortalsFailed(f"{len(failed)} of {len(outcomes)} portal(s) failed")
+
+    def recap(self, failed: list[fanout.PortalOutcome], *, total: int) -> None:
+        """Each failed portal once more, together, with its reason and what to do about it."""
+        if not failed:
+            return
+        self.stdout.write(f"{len(failed)} of {total} portal(s) failed; what to do:", style_func=self.style.ERROR)
+        for outcome in failed:
+            reason = f"{outcome.status}: {outcome.detail}" if outcome.detail else outcome.status
+            self.stdout.write(f"  {outcome.portal.domain} [{outcome.portal.member_id}] {reason}",
+                              style_func=self.style.ERROR)
+            self.stdout.write(f"    -> {outcome.remedy or GENERIC_REMEDY}", style_func=plain)
 
     def dry_run(self, *, selection: fanout.Selection, describe) -> None:
         """Print what would be done and call nothing."""
