@@ -44,6 +44,14 @@ def add_task(fake, args):
     return {"ok": True}
 
 
+def add_deal(fake, args):
+    p = _portal(fake, args)
+    if args.get("visible_to") is not None:
+        args["visible_to"] = set(args["visible_to"])
+    fake.add_deal(p, **args)
+    return {"ok": True}
+
+
 def add_user(fake, args):
     fake.add_user(_portal(fake, args), **args)
     return {"ok": True}
@@ -161,7 +169,7 @@ def reset_calls(fake, args):
 
 
 COMMANDS: dict[str, Callable[[Any, dict], Any]] = {
-    fn.__name__: fn for fn in (info, add_portal, issue_tokens, add_task, add_user, set_rate_limit, set_latency,
+    fn.__name__: fn for fn in (info, add_portal, issue_tokens, add_task, add_deal, add_user, set_rate_limit, set_latency,
                                expire_all, fail_next, counts, max_rate, add_portals, max_rates,
                                expire_access_token, reset_calls, set_subscription, require_payment, pay,
                                update_app, uninstall)

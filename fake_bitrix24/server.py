@@ -20,7 +20,7 @@ from fake_bitrix24.http import Handler, Resp, Server, json_resp, send
 from fake_bitrix24.params import norm_key, parse_php_query
 from fake_bitrix24.rest.tasks import task_json
 from fake_bitrix24.state import (
-    DEFAULT_CLIENT_ID, DEFAULT_KNOWN_PLACEMENTS, AccessToken, ApiError, Call, FakePortal, FakeTask, FakeUser,
+    DEFAULT_CLIENT_ID, DEFAULT_KNOWN_PLACEMENTS, AccessToken, ApiError, Call, FakeDeal, FakePortal, FakeTask, FakeUser,
     Fault, Hang, RefreshToken,
 )
 
@@ -118,6 +118,16 @@ class FakeBitrix24:
                             None if visible_to is None else {int(u) for u in visible_to})
             portal.tasks[task.id] = task
             return task
+
+    def add_deal(self, portal: FakePortal, deal_id: int, title: str = "Deal", stage_id: str = "NEW",
+                 currency_id: str = "EUR", opportunity: str = "0.00", close_date: str | None = None,
+                 assigned_by_id: int = 1, category_id: str = "0", visible_to: set | None = None) -> FakeDeal:
+        with self._lock:
+            deal = FakeDeal(int(deal_id), title, stage_id, currency_id, str(opportunity), close_date,
+                            int(assigned_by_id), str(category_id),
+                            None if visible_to is None else {int(u) for u in visible_to})
+            portal.deals[deal.id] = deal
+            return deal
 
     def portal_by_member(self, member_id: str) -> FakePortal | None:
         with self._lock:

@@ -57,6 +57,21 @@ class FakeTask:
 
 
 @dataclass
+class FakeDeal:
+    """A CRM deal as crm.deal.get shows it (protocol 16): strings, ``OPPORTUNITY`` a decimal."""
+
+    id: int
+    title: str = "Deal"
+    stage_id: str = "NEW"
+    currency_id: str = "EUR"
+    opportunity: str = "0.00"
+    close_date: str | None = None
+    assigned_by_id: int = 1
+    category_id: str = "0"
+    visible_to: set | None = None  # None = everybody may see it
+
+
+@dataclass
 class FakePortal:
     domain: str
     member_id: str
@@ -68,6 +83,7 @@ class FakePortal:
     application_token: str = field(default_factory=lambda: secrets.token_hex(16))
     users: dict = field(default_factory=dict)  # id -> FakeUser
     tasks: dict = field(default_factory=dict)  # id -> FakeTask
+    deals: dict = field(default_factory=dict)  # id -> FakeDeal
     placements: list = field(default_factory=list)  # dicts as placement.get returns them
     events: list = field(default_factory=list)  # dicts as event.get returns them
     # The trial or subscription (protocol 15): what both app.info variants report.

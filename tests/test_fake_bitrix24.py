@@ -417,3 +417,48 @@ def test_cli_and_control_endpoint():
     finally:
         proc.terminate()
         proc.wait(timeout=5)
+
+
+# --- CRM (protocol 16) and batch references (4.6) --------------------------------------------------
+
+
+@pytest.fixture
+def crm_portal(fake):
+    portal = fake.add_portal(domain="crm.example.com", scope="task,placement,crm,user_brief")
+    fake.add_user(portal, 5, name="Ivan", last_name="Sidorov")
+    fake.add_deal(portal, 410, title="New Deal #1", stage_id="PREPARATION", opportunity="1000000.00",
+                  close_date="2024-09-09T02:00:00+02:00", assigned_by_id=5, visible_to={1})
+    return portal
+
+
+def test_deal_get_shape_strings_and_nulls(fake, crm_portal):
+    tok = fake.issue_tokens(crm_portal)["access_token"]
+    deal = call(crm_portal, "crm.deal.get", tok, id="410").json()["result"]
+    assert deal["ID"] == "410" and deal["OPPORTUNITY"] == "1000000.00" and deal["CURRENCY_ID"] == "EUR"
+    assert deal["STAGE_SEMANTIC_ID"] == "P" and deal["ASSIGNED_BY_ID"] == "5" and deal["CONTACT_ID"] is None
+
+
+def test_missing_or_hidden_deal_is_an_empty_error_code_with_400(fake, crm_portal):
+    tok = fake.issue_tokens(crm_portal)["access_token"]
+    missing = call(crm_portal, "crm.deal.get", tok, id="999")
+    assert missing.status_code == 400 and missing.json() == {"error": "", "error_description": "Not found"}
+    other = fake.issue_tokens(crm_portal, user_id=5)["access_token"]
+    hidden = call(crm_portal, "crm.deal.get", other, id="410")
+    assert hidden.status_code == 400 and hidden.json()["error_description"] == "Access denied."
+
+
+def test_crm_needs_the_crm_scope(fake, portal):
+    fake.add_deal(portal, 1)
+    tok = fake.issue_tokens(portal)["access_token"]
+    assert call(portal, "crm.deal.get", tok, id="1").json()["error"] == "insufficient_scope"
+
+
+def test_batch_substitutes_an_earlier_commands_result(fake, crm_portal):
+    tok = fake.issue_tokens(crm_portal)["access_token"]
+    r = requests.post(crm_portal.client_endpoint + "batch", data={
+        "auth": tok, "halt": "0", "cmd[deal]": "crm.deal.get?id=410",
+        "cmd[stage]": "crm.status.list?filter%5BSTATUS_ID%5D=%24result%5Bdeal%5D%5BSTAGE_ID%5D",
+        "cmd[who]": "user.get?ID=$result[deal][ASSIGNED_BY_ID]"}, timeout=5)
+    res = r.json()["result"]["result"]
+    assert [row["NAME"] for row in res["stage"]] == ["Document preparation"]
+    assert [(u["ID"], u["NAME"]) for u in res["who"]] == [("5", "Ivan")]

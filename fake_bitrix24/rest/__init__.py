@@ -2,19 +2,21 @@
 table that every area module (app, placements, events, tasks, crm) contributes to."""
 from __future__ import annotations
 
+import re
 import threading
 import time
 
 from fake_bitrix24.http import Resp, json_resp
 from fake_bitrix24.params import ci, norm_key, parse_php_query, php_empty, time_block, truthy
-from fake_bitrix24.rest import app, crm, events, placements, tasks
+from fake_bitrix24.rest import app, crm, events, placements, tasks, users
 from fake_bitrix24.state import BATCH_MAX, ApiError, Call, FakePortal, FakeUser
 
-AREAS = (app, placements, events, tasks, crm)
+AREAS = (app, placements, events, tasks, crm, users)
 METHODS = {name: fn for area in AREAS for name, fn in area.METHODS.items()}
 ADMIN_ONLY = placements.ADMIN_ONLY | events.ADMIN_ONLY
-# The scope a method needs, by its prefix (protocol 5.1, 7, 16).
-SCOPE_BY_PREFIX = {"placement.": "placement", "tasks.": "task", "crm.": "crm"}
+# The scope a method needs, by its prefix (protocol 5.1, 7, 16); a tuple means any one of them (8).
+SCOPE_BY_PREFIX = {"placement.": "placement", "tasks.": "task", "crm.": "crm",
+                   "user.get": ("user", "user_basic", "user_brief")}
 
 
 def handle(fake, domain: str | None, method: str, url, params: dict, start: float) -> Resp:
@@ -68,11 +70,40 @@ def authenticate(fake, portal: FakePortal, token: str) -> FakeUser:
 
 def check_rights(portal: FakePortal, user: FakeUser, method: str) -> None:
     needed = next((scope for prefix, scope in SCOPE_BY_PREFIX.items() if method.startswith(prefix)), None)
+    if isinstance(needed, tuple):
+        needed = next((scope for scope in needed if scope in portal.scopes), needed[0])
     if needed and needed not in portal.scopes:
         raise ApiError(403, "insufficient_scope",
                        "The request requires higher privileges than provided by the access token")
     if method in ADMIN_ONLY and not user.admin:
         raise ApiError(403, "ACCESS_DENIED", "Access denied!")
+
+
+RESULT_REFERENCE = re.compile(r"\$result\[([^\]]+)\]((?:\[[^\]]*\])*)")
+
+
+def substitute_results(params, results: dict):
+    """``$result[deal][STAGE_ID]`` in a later command's (decoded) value becomes the earlier
+    command's answer (protocol 4.6); a reference to nothing becomes an empty string."""
+    if isinstance(params, dict):
+        return {key: substitute_results(value, results) for key, value in params.items()}
+    if isinstance(params, list):
+        return [substitute_results(value, results) for value in params]
+    if not isinstance(params, str) or "$result[" not in params:
+        return params
+
+    def value_of(match: re.Match) -> str:
+        value = results.get(match.group(1))
+        for step in re.findall(r"\[([^\]]*)\]", match.group(2)):
+            if isinstance(value, dict):
+                value = value.get(step)
+            elif isinstance(value, list) and step.isdigit() and int(step) < len(value):
+                value = value[int(step)]
+            else:
+                value = None
+        return "" if value is None or isinstance(value, (dict, list)) else str(value)
+
+    return RESULT_REFERENCE.sub(value_of, params)
 
 
 def batch(fake, portal: FakePortal, token: str, params: dict, start: float) -> Resp:
@@ -92,7 +123,7 @@ def batch(fake, portal: FakePortal, token: str, params: dict, start: float) -> R
         spec = str(spec)
         name, _, qs = spec.partition("?")
         name = norm_key(name)
-        sub = parse_php_query(qs)
+        sub = substitute_results(parse_php_query(qs), results)
         status = 200
         try:
             if name == "batch":
