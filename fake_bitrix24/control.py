@@ -63,6 +63,11 @@ def set_rate_limit(fake, args):
 
 
 def set_latency(fake, args):
+    """``{"latency": s}`` everything, ``{"oauth": s}``/``{"portal": s}`` one server, and with
+    ``domain`` (or ``member_id``): that portal's REST only, ``{"domain": d, "latency": s}``."""
+    if "domain" in args or "member_id" in args:
+        _portal(fake, args).latency = float(args.get("latency", 0.0))
+        return {"ok": True}
     if "latency" in args:
         fake.latency = float(args["latency"])
     for k in ("oauth", "portal"):

@@ -311,7 +311,9 @@ class FakeBitrix24:
             parts = url.path.lstrip("/").split("/", 2)
             if len(parts) == 3 and parts[1] == "rest":
                 domain, key = parts[0], norm_key(parts[2])
-        self._sleep(self.latency + float(self.latency_for.get(kind, 0.0) or 0.0))
+        portal = self.portals.get(domain) if domain else None
+        self._sleep(self.latency + float(self.latency_for.get(kind, 0.0) or 0.0)
+                    + (portal.latency if portal is not None else 0.0))
         with self._lock:
             fault = next((f for f in self._faults if f.key == key and f.times > 0), None)
             if fault:

@@ -98,6 +98,9 @@ class FakePortal:
     app_info_extra: dict = field(default_factory=dict)
     bucket_level: float = 0.0
     bucket_ts: float = 0.0
+    # Seconds this portal's REST waits before answering, on top of the fake's own latency: real
+    # portals differ (100-500 ms, sometimes seconds), and one slow portal must not slow the others.
+    latency: float = 0.0
 
     @property
     def client_endpoint(self) -> str:

@@ -160,17 +160,30 @@ def widget_open(*, portal: Portal, request: WidgetRequest) -> WidgetPage:
     """One batch (viewer's profile + the entity) with the posted token; one Invocation row.
 
     Raises SessionExpired when Bitrix24 refuses the token: the user is not proven, so nothing
-    is stored. Unreachable or failing Bitrix24 gives a page with that state, not an exception.
+    is stored. Unreachable, slow or failing Bitrix24 gives a page with that state, not an
+    exception. A portal whose tokens Bitrix24 kept refusing lately (someone posting junk
+    AUTH_IDs) gets a "busy" page for unknown tokens instead of spending its calls on them.
     """
+    if not capacity.token_admit(key=portal.member_id, token=request.access_token):
+        logger.warning("widget open throttled: portal %s refused too many tokens lately", portal.member_id)
+        return WidgetPage(state="busy", status=429, placement=request.placement, portal=portal,
+                          lang=request.lang, detail="refused tokens throttled")  # unproven: no row
+    accepted: bool | None = None  # no verdict from Bitrix24 (busy, unreachable)
+    try:
+        page = _widget_open_admitted(portal=portal, request=request)
+        accepted = True if page.viewer else None
+        return page
+    except WidgetRefused:
+        accepted = False
+        raise
+    finally:
+        capacity.token_verdict(key=portal.member_id, token=request.access_token, accepted=accepted)
+
+
+def _widget_open_admitted(*, portal: Portal, request: WidgetRequest) -> WidgetPage:
     started = time.monotonic()
     placement = request.placement
     page = WidgetPage(state="ok", status=200, placement=placement, portal=portal, lang=request.lang)
-    if not capacity.token_admit(key=portal.member_id, token=request.access_token):
-        # Bitrix24 refused many tokens for this portal lately (someone posting junk AUTH_IDs):
-        # an unknown token waits its turn instead of spending the portal's calls. Unproven: no row.
-        logger.warning("widget open throttled: portal %s refused too many tokens lately", portal.member_id)
-        page.state, page.status, page.detail = "busy", 429, "refused tokens throttled"
-        return page
     commands = {"profile": ("profile", {}), **placement.load_commands(request.entity_id)}
     try:
         # The open's one batch; a portal that changed its address (302) is re-learnt from the
@@ -206,7 +219,6 @@ def widget_open(*, portal: Portal, request: WidgetRequest) -> WidgetPage:
         page.state, page.status, page.detail = _outcome_for(error or errors.BitrixError("NO_PROFILE"))
     if viewer is not None:
         page.viewer = viewer
-        capacity.token_accepted(key=portal.member_id, token=request.access_token)
         _fill_entity(page, result=result, request=request)
     # The invocation first: an uninstall that commits after it purges it (CLEAN), and one that
     # committed before is seen by the viewer's store (or by the check) just after.

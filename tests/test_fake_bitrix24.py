@@ -317,6 +317,29 @@ def test_latency_and_hang(fake, portal):
     assert time.monotonic() - t0 >= 0.2
 
 
+def test_latency_per_portal_slows_that_portal_only(fake, portal):
+    """One slow portal beside a fast one, both on the fake's one port (set directly or through
+    the control API's set_latency with a domain)."""
+    other = fake.add_portal(domain="fast.example.com")
+    slow_token, fast_token = fake.issue_tokens(portal)["access_token"], fake.issue_tokens(other)["access_token"]
+    from fake_bitrix24 import control
+
+    control.handle(fake, "set_latency", json.dumps({"domain": portal.domain, "latency": 0.4}).encode())
+    assert portal.latency == 0.4 and other.latency == 0.0
+    results = {}
+
+    def timed(name, p, token):
+        t0 = time.monotonic()
+        assert call(p, "profile", token).status_code == 200
+        results[name] = time.monotonic() - t0
+
+    slow = threading.Thread(target=timed, args=("slow", portal, slow_token))
+    slow.start()
+    timed("fast", other, fast_token)
+    slow.join(5)
+    assert results["slow"] >= 0.4 and results["fast"] < 0.3
+
+
 def test_oauth_down(fake, portal):
     fake.oauth_down = True
     r = refresh(fake, fake.issue_tokens(portal)["refresh_token"])

@@ -148,17 +148,21 @@ def token_admit(*, key: str, token: str) -> bool:
         return True
 
 
-def token_accepted(*, key: str, token: str) -> None:
-    """Bitrix24 accepted ``token``: remember it, and give back what ``token_admit`` took."""
+def token_verdict(*, key: str, token: str, accepted: bool | None) -> None:
+    """What Bitrix24 said of ``token``: accepted (remember it, give back what ``token_admit``
+    took), refused (the allowance stays spent), or None, no verdict (busy, unreachable: given back)."""
+    if accepted is False:
+        return
     digest = _digest(key, token)
     with _tokens_lock:
         if digest not in _accepted:
             left = _refill(key)
             _allowance[key] = (min(float(settings.B24_REFUSED_TOKENS_BURST), left + 1), time.monotonic())
-        _accepted[digest] = None
-        _accepted.move_to_end(digest)
-        while len(_accepted) > ACCEPTED_REMEMBERED:
-            _accepted.popitem(last=False)
+        if accepted:
+            _accepted[digest] = None
+            _accepted.move_to_end(digest)
+            while len(_accepted) > ACCEPTED_REMEMBERED:
+                _accepted.popitem(last=False)
 
 
 def _refill(key: str) -> float:
