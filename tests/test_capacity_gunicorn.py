@@ -19,10 +19,16 @@ from tests.helpers import install_payload
 WORKERS, THREADS = 2, 4
 
 
+@pytest.fixture
+def server_settings() -> dict:
+    """The server's environment beyond app_env; a test parametrizes it to change it."""
+    return {"B24_PORTAL_MAX_CALLS": "2"}  # per process: a portal may park 2 of the 4 threads
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
-def served(request, fake_b24, tmp_path):
+def served(request, fake_b24, tmp_path, server_settings):
     """(base URL, tmp_path) of gunicorn on a SQLite file, or on the PostgreSQL test database."""
-    extra = {"B24_PORTAL_MAX_CALLS": "2"}  # per process: a portal may park 2 of the 4 threads
+    extra = server_settings
     if request.param == "postgres":
         if connection.vendor != "postgresql":
             pytest.skip("set DATABASE_URL=postgres://... for the PostgreSQL run")
@@ -111,6 +117,8 @@ def test_a_slow_portal_does_not_hold_up_another(served, fake_b24):
     assert server_errors(tmp_path) == []
 
 
+# About locks, not the bulkhead: every open may call the portal at once.
+@pytest.mark.parametrize("server_settings", [{"B24_PORTAL_MAX_CALLS": "16"}])
 def test_a_slow_refresh_holds_no_lock_other_opens_are_served_and_the_refresh_happens_once(served, fake_b24):
     """One viewer's stored token has expired and the OAuth server takes 1.5 s: their actions wait
     for the one refresh; every other viewer's open on the same portal is answered meanwhile (no
