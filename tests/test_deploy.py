@@ -172,7 +172,7 @@ def test_gunicorn_with_access_log_on_never_prints_a_query_string_token(tmp_path)
         url = f"http://127.0.0.1:{port}/portals/install/?DOMAIN=x.example.com&auth={secret}"
         for _ in range(100):
             try:
-                response = requests.post(url, data={"AUTH_ID": secret, "REFRESH_ID": secret}, timeout=2,
+                response = requests.post(url, data={"AUTH_ID": secret, "REFRESH_ID": secret}, timeout=10,
                                          headers={"X-Forwarded-Proto": "https"})  # as the proxy sends
                 break
             except requests.ConnectionError:
