@@ -5,10 +5,11 @@ from django.contrib import admin, messages
 
 from events.models import Event, OfflineBatch
 from events.services import events_retry
+from portals.admin import DeclaredLookupsOnly
 
 
 @admin.register(Event)
-class EventAdmin(admin.ModelAdmin):
+class EventAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
     list_display = ("received_at", "name", "object_id", "portal", "source", "status", "attempts", "short_error", "processed_at")
     list_filter = ("status", "name", "source", ("portal", admin.RelatedOnlyFieldListFilter))
     search_fields = ("=object_id", "portal__domain", "=portal__member_id")
@@ -43,7 +44,7 @@ class EventAdmin(admin.ModelAdmin):
 
 
 @admin.register(OfflineBatch)
-class OfflineBatchAdmin(admin.ModelAdmin):
+class OfflineBatchAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
     """Reservations of portals' offline queues that are being processed (or were interrupted)."""
 
     list_display = ("portal", "process_id", "error_pass", "created_at")

@@ -5,6 +5,7 @@ Loaded by ``EventsConfig.ready()``, like any app developer's handlers module.
 from __future__ import annotations
 
 from events.registry import PermanentFailure, handler
+from portals.payload import is_ascii_number
 from portals.tokens import ReauthRequired, portal_call
 
 TASK_EVENTS = ("ONTASKADD", "ONTASKUPDATE", "ONTASKDELETE")
@@ -26,7 +27,7 @@ def task_reread(event) -> str:
     and anyone who saw the application token could have posted it. A task that can no longer be
     read (deleted, or hidden from the installer) is an outcome, not an error."""
     task_id = event.object_id
-    if not task_id.isdigit():
+    if not is_ascii_number(task_id):
         raise PermanentFailure(f"the event names no task id ({task_id[:20]!r})")
     if event.name == "ONTASKDELETE":
         return f"task {task_id} deleted"

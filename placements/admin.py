@@ -18,8 +18,9 @@ from django.utils.html import format_html, format_html_join
 from placements import operations as placement_operations
 from placements import registry
 from placements.models import Invocation
-from portals.admin import PortalAdmin, timestamp
+from portals.admin import DeclaredLookupsOnly, PortalAdmin, timestamp
 from portals.models import Portal
+from portals.payload import is_ascii_number
 
 LATEST_INVOCATIONS = 20
 
@@ -110,7 +111,7 @@ class PortalFilter(admin.SimpleListFilter):
 
 
 @admin.register(Invocation)
-class InvocationAdmin(admin.ModelAdmin):
+class InvocationAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
     list_display = (
         "created_at", "portal_domain", "placement", "entity_id", "user_id", "outcome", "duration_ms", "lang",
         "detail",
@@ -142,7 +143,7 @@ class InvocationAdmin(admin.ModelAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        if term.isdigit():
+        if is_ascii_number(term):
             return queryset.filter(entity_id=term), False
         portals = Portal.objects.filter(Q(member_id=term) | Q(domain__icontains=term)).values("pk")
         return queryset.filter(portal__in=portals), False

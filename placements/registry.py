@@ -15,7 +15,7 @@ from django.core import checks
 from django.utils.translation import gettext_lazy as _
 
 from portals.bitrix import errors
-from portals.payload import PayloadError
+from portals.payload import PayloadError, is_ascii_number
 
 
 class Placement:
@@ -68,7 +68,7 @@ class Placement:
         if value is None or (isinstance(value, str) and value.strip() in ("", "undefined")):
             raise PayloadError(f"PLACEMENT_OPTIONS has no {' or '.join(cls.entity_keys)}.")
         text = str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
-        if not text.isdigit() or len(text) > 18 or int(text) == 0:
+        if not is_ascii_number(text) or len(text) > 18 or int(text) == 0:
             raise PayloadError(f"The {cls.entity_keys[0]} in PLACEMENT_OPTIONS must be a positive number.")
         return text
 

@@ -138,7 +138,7 @@ class WidgetPage:
 
 
 def _viewer(profile) -> dict | None:
-    if not isinstance(profile, dict) or not str(profile.get("ID", "")).isdigit():
+    if not isinstance(profile, dict) or not payload.is_ascii_number(str(profile.get("ID", ""))):
         return None
     name = f"{profile.get('NAME') or ''} {profile.get('LAST_NAME') or ''}".strip()
     return {"id": int(profile["ID"]), "name": name[:200], "admin": profile.get("ADMIN") is True}

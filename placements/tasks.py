@@ -6,6 +6,7 @@ relative picture paths (protocol 7); this module absorbs all three so templates 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from urllib.parse import urljoin, urlsplit
 
 from django.utils import timezone
@@ -38,9 +39,29 @@ def _text(value, limit: int = 500) -> str:
     return str(value).strip()[:limit] if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
 
 
+# What a browser ignores in a URL (tab, CR, LF anywhere; C0 controls and spaces at the ends)
+# and what it reads as "/" (a backslash): " /\n/evil.example.com" and "/\\evil.example.com"
+# look relative to a naive check, yet a browser opens another host.
+_IGNORED_IN_URLS = re.compile(r"[\t\n\r]")
+
+
+def _url_as_browsers_read_it(value) -> str:
+    text = str(value) if isinstance(value, str) else ""
+    return _IGNORED_IN_URLS.sub("", text).strip("".join(map(chr, range(0x21)))).replace("\\", "/")[:1000]
+
+
+def portal_path_url(origin: str, path) -> str:
+    """A relative ``path`` (PLACEMENT_OPTIONS.URI) as a URL on the portal itself, or ""."""
+    path = _url_as_browsers_read_it(path)
+    if not path.startswith("/") or path.startswith("//") or any(ord(char) < 0x20 or char == "\x7f" for char in path):
+        return ""
+    url = urljoin(origin + "/", path)
+    return url if urlsplit(url).netloc == urlsplit(origin).netloc else ""
+
+
 def portal_url(origin: str, path) -> str:
     """``path`` (relative or absolute) as an http(s) URL on the portal, or "" when it is neither."""
-    path = _text(path, 1000)
+    path = _url_as_browsers_read_it(path) if isinstance(path, str) else _text(path, 1000)
     if not path:
         return ""
     url = urljoin(origin + "/", path)
@@ -85,9 +106,9 @@ def task_view(result, *, origin: str, uri=None, viewer_id: int | None = None) ->
     task_id = _text(task.get("id"), 20)
     status = _text(task.get("status"), 4)
     priority = _text(task.get("priority"), 4)
-    uri = _text(uri, 1000)
-    if not (uri.startswith("/") and not uri.startswith("//")):
-        uri = f"/company/personal/user/{viewer_id or 0}/tasks/task/view/{task_id}/"
+    url = portal_path_url(origin, uri) or portal_url(
+        origin, f"/company/personal/user/{viewer_id or 0}/tasks/task/view/{task_id}/"
+    )
     allowed = task.get("action") if isinstance(task.get("action"), dict) else None
     return {
         "id": task_id,
@@ -99,7 +120,7 @@ def task_view(result, *, origin: str, uri=None, viewer_id: int | None = None) ->
         "deadline": deadline_view(task.get("deadline"), status=status),
         "responsible": person_view(task.get("responsible"), origin=origin),
         "creator": person_view(task.get("creator"), origin=origin),
-        "url": portal_url(origin, uri),
+        "url": url,
         # Bitrix24 says which actions this user may take now; without that answer, offer all.
         "can": {
             name: bool(allowed.get(name)) if allowed is not None else True

@@ -65,7 +65,7 @@ def _widget_page(request: HttpRequest, page: WidgetPage) -> HttpResponse:
         response = render(request, page.placement.template, context, status=page.status)
     if page.state == "busy":
         response["Retry-After"] = "5"
-    return allow_framing_by(response, page.portal.origin)
+    return allow_framing_by(response, page.portal.origin, request=request)
 
 
 @csrf_exempt  # a cross-site form POST from the portal carries no CSRF token (protocol 10)

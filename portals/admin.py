@@ -121,8 +121,33 @@ class SubscriptionFilter(admin.SimpleListFilter):
         return queryset
 
 
+class DeclaredLookupsOnly:
+    """ModelAdmin mixin: the changelist accepts only the lookups its own filters produce.
+
+    Django's default lets a querystring run any lookup on a local field, so
+    ``?access_token__regex=(a+)+$`` runs a catastrophic pattern over every row (on SQLite in the
+    worker's own Python, tying it up) and ``__startswith`` probes stored values.
+    """
+
+    SAFE_SUFFIXES = frozenset({"", "exact", "isnull", "gte", "gt", "lte", "lt", "in", "year", "month", "day",
+                               "id__exact", "id__in", "pk__exact"})
+
+    def lookup_allowed(self, lookup, value, request=None):
+        declared = [self.date_hierarchy] if self.date_hierarchy else []
+        for item in self.get_list_filter(request) if request is not None else self.list_filter:
+            if isinstance(item, type) and issubclass(item, admin.SimpleListFilter):
+                if lookup == item.parameter_name:
+                    return True
+            else:
+                declared.append(item[0] if isinstance(item, (list, tuple)) else item)
+        for path in declared:
+            if lookup == path or (lookup.startswith(path + "__") and lookup[len(path) + 2:] in self.SAFE_SUFFIXES):
+                return True
+        return False
+
+
 @admin.register(Portal)
-class PortalAdmin(admin.ModelAdmin):
+class PortalAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
     list_display = (
         "domain", "member_id_short", "status_column", "bindings_column", "app_status", "subscription", "installed",
         "admin_token_expires_at",
@@ -346,7 +371,7 @@ class PortalAdmin(admin.ModelAdmin):
 
 
 @admin.register(Credential)
-class CredentialAdmin(admin.ModelAdmin):
+class CredentialAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
     """Read-only: who has tokens, and when they expire. The tokens themselves show masked."""
 
     list_display = (

@@ -18,7 +18,7 @@ from portals.binding_state import binding_label
 from portals.bitrix import client, errors
 from portals.failures import Refused
 from portals.models import Portal
-from portals.payload import normalise_domain
+from portals.payload import is_ascii_number, normalise_domain
 from portals.relocation import following_a_move
 
 logger = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ def app_page_load(*, portal: Portal, access_token: str, domain: str) -> AppPage:
         raise AppPageRefused(DOMAIN_MISMATCH)
     profile = result.results.get("profile")
     viewer_id = str(profile.get("ID", "")) if isinstance(profile, dict) else ""
-    if not (viewer_id.isascii() and viewer_id.isdigit()):
+    if not is_ascii_number(viewer_id):
         if isinstance(result.errors.get("profile"), errors.AuthError):
             raise AppPageRefused(SESSION_EXPIRED)
         raise errors.TransportError("NO_PROFILE", "the portal did not say who opened the app")

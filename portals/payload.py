@@ -4,7 +4,9 @@ from __future__ import annotations
 import json
 import re
 
+from django.core.files.uploadhandler import FileUploadHandler
 from django.http import HttpRequest
+from django.http.multipartparser import MultiPartParserError
 
 _TOKEN = re.compile(r"^[A-Za-z0-9._\-]{1,512}$")
 _MEMBER_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
@@ -16,14 +18,50 @@ MAX_BRACKET_DEPTH = 4
 LANGUAGES = ("en", "ru", "de")
 
 
+_ASCII_NUMBER = re.compile(r"[0-9]+")
+
+
+def is_ascii_number(value: object) -> bool:
+    """Only 0-9: ``str.isdigit()`` also accepts ``²``, ``①`` (which ``int()`` refuses: a 500) and
+    Arabic-Indic digits (which ``int()`` reads, so ``٣`` would reach Bitrix24 as a task id)."""
+    return isinstance(value, str) and _ASCII_NUMBER.fullmatch(value) is not None
+
+
 class PayloadError(ValueError):
     """The request is malformed; ``str()`` says what is wrong, for a person to read."""
 
 
+class FilePartRefused(MultiPartParserError):
+    """A multipart body carried a file: Bitrix24 never posts one to us."""
+
+
+class _RefuseFileParts(FileUploadHandler):
+    """Stops a multipart body at its first file part, before a byte of the file is read (the
+    default handlers would read it into memory or a temporary file, however large)."""
+
+    def new_file(self, *args, **kwargs):
+        raise FilePartRefused("file part")
+
+    def receive_data_chunk(self, raw_data, start):  # never reached: new_file refuses first
+        raise FilePartRefused("file part")
+
+    def file_complete(self, file_size):
+        return None
+
+
 def merged_params(request: HttpRequest) -> dict[str, str]:
-    """Query string and body in one dict (Bitrix24 splits them, protocol 0.1); the body wins."""
+    """Query string and body in one dict (Bitrix24 splits them, protocol 0.1); the body wins.
+
+    PayloadError when the body carries a file part (refused before it is read)."""
+    if not hasattr(request, "_post"):  # the body has not been parsed yet
+        request.upload_handlers = [_RefuseFileParts(request)]
     params = {key: request.GET.get(key, "") for key in request.GET}
-    params.update({key: request.POST.get(key, "") for key in request.POST})
+    try:
+        params.update({key: request.POST.get(key, "") for key in request.POST})
+    except FilePartRefused:
+        raise PayloadError("Files are not accepted here: Bitrix24 never sends one.") from None
+    except MultiPartParserError:
+        raise PayloadError("The request body is not a well-formed form.") from None
     return params
 
 
@@ -98,7 +136,7 @@ def seconds_field(params: dict, name: str, *, default: int = 3600) -> int:
     value = params.get(name, "")
     if value in (None, ""):
         return default
-    if not isinstance(value, str) or not value.strip().isdigit() or len(value.strip()) > 9:
+    if not isinstance(value, str) or not is_ascii_number(value.strip()) or len(value.strip()) > 9:
         raise PayloadError(f"{name} must be a number of seconds.")
     return int(value.strip())
 
@@ -154,6 +192,6 @@ def ts_field(params: dict, name: str = "ts") -> str:
     if not isinstance(value, str):
         raise PayloadError(f"{name} is malformed.")
     value = value.strip()
-    if value and not (value.isdigit() and len(value) <= 20):
+    if value and not (is_ascii_number(value) and len(value) <= 20):
         raise PayloadError(f"{name} must be a unix time in seconds.")
     return value

@@ -20,7 +20,7 @@ from portals.binding_state import portal_record_bindings
 from portals.bitrix import client, errors
 from portals.credentials import credential_store_installer
 from portals.models import Credential, Portal
-from portals.payload import normalise_domain
+from portals.payload import is_ascii_number, normalise_domain
 from portals.subscription import (
     DOORBELL_COOLDOWN,
     portal_subscription_refresh,
@@ -99,9 +99,12 @@ def grant_prove_admin(*, grant: InstallGrant, info: dict, install: dict) -> int:
         )
     except errors.AuthError as exc:
         raise VerificationRefused(f"The portal refused the token ({exc.code}).") from None
+    except errors.PrivateAddress:
+        raise VerificationRefused("The portal's REST address is not acceptable: it resolves to a private "
+                                  "or loopback address.") from None
     profile = answer.get("result")
     user_id = str(profile.get("ID", "")) if isinstance(profile, dict) else ""
-    if not (user_id.isascii() and user_id.isdigit() and len(user_id) <= 18):
+    if not (is_ascii_number(user_id) and len(user_id) <= 18):
         raise VerificationRefused("The portal did not say who the token belongs to.")
     if info.get("user_id") not in (None, "") and str(info.get("user_id")) != user_id:
         raise VerificationRefused("The OAuth server and the portal disagree about the token's user.")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from django.utils import timezone
 
 from portals.models import Portal
+from portals.payload import is_ascii_number
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ def _days(value) -> int | None:
         return None
     if isinstance(value, int):
         number = value
-    elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    elif isinstance(value, str) and is_ascii_number(value.strip().removeprefix("-")):
         number = int(value.strip())
     else:
         return None

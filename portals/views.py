@@ -37,7 +37,7 @@ def _install_page(request, *, status: int, context: dict, frame_origin: str | No
     lang = payload.language_code(request.GET.get("LANG", ""))
     with translation.override(lang):
         response = render(request, "portals/install.html", {**context, "lang": lang}, status=status)
-    return allow_framing_by(response, frame_origin)
+    return allow_framing_by(response, frame_origin, request=request if frame_origin != "*" else None)
 
 
 def _page_grant(params: dict) -> InstallGrant:
@@ -137,7 +137,8 @@ def app(request: HttpRequest) -> HttpResponse:
 def _app_page(request, *, lang: str, status: int, frame_origin: str, context: dict) -> HttpResponse:
     with translation.override(lang):
         response = render(request, "portals/app.html", {**context, "lang": lang}, status=status)
-    return allow_framing_by(response, frame_origin)
+    return allow_framing_by(response, frame_origin, request=request if frame_origin != "*" else None,
+                            form_action="'self'")
 
 
 def _event_grant(auth: dict) -> InstallGrant:
@@ -146,7 +147,7 @@ def _event_grant(auth: dict) -> InstallGrant:
         domain=payload.domain_field(auth, "domain", required=False) or None,
         access_token=payload.token_field(auth, "access_token"),
         refresh_token=payload.token_field(auth, "refresh_token", required=False),
-        expires=auth.get("expires") or None,
+        expires=payload.ts_field(auth, "expires") or None,
         expires_in=payload.seconds_field(auth, "expires_in"),
         server_endpoint=auth.get("server_endpoint") or None,
         application_token=payload.token_field(auth, "application_token"),

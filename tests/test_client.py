@@ -188,3 +188,69 @@ def test_the_suite_cannot_reach_beyond_loopback(settings, db):
     settings.B24_ALLOW_PRIVATE_ENDPOINTS = True
     with pytest.raises(errors.TransportError):
         client.call(client_endpoint="http://203.0.113.7/rest/", method="profile", access_token="t")
+
+
+# --- the portal's address is checked where we connect (issue 10) -----------------------------------
+
+
+@pytest.fixture
+def resolving(monkeypatch):
+    """Names resolve as the test says (no DNS query leaves the machine); connects are recorded."""
+    import socket
+
+    import urllib3.util.connection
+
+    answers: dict[str, list[str]] = {}
+    connects: list[tuple] = []
+    real_getaddrinfo = socket.getaddrinfo
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host in answers:
+            return [(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, port))
+                    for ip in answers[host]]
+        return real_getaddrinfo(host, port, *args, **kwargs)
+
+    real_create = urllib3.util.connection.create_connection
+
+    def create_connection(address, *args, **kwargs):
+        connects.append(address)
+        return real_create(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(urllib3.util.connection, "create_connection", create_connection)
+    return answers, connects
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("host, addresses", [
+    ("127.0.0.1.nip.io", ["127.0.0.1"]),
+    ("localhost.localdomain", ["127.0.0.1", "::1"]),
+    ("intranet.example.com", ["10.1.2.3"]),
+    ("metadata.example.com", ["169.254.169.254"]),
+    ("mixed.example.com", ["93.184.216.34", "192.168.0.10"]),  # one private answer is enough
+    ("mapped.example.com", ["::ffff:127.0.0.1"]),
+])
+def test_a_portal_name_resolving_to_a_private_address_is_refused_at_connect_time(settings, resolving, host, addresses):
+    from portals.bitrix import client, errors
+
+    answers, connects = resolving
+    answers[host] = addresses
+    settings.B24_ALLOW_PRIVATE_ENDPOINTS = False
+    endpoint = f"https://{host}/rest/"
+    assert client.validate_client_endpoint(endpoint) == endpoint  # the syntax check lets it through
+    with pytest.raises(errors.PrivateAddress):
+        client.call(client_endpoint=endpoint, method="profile", access_token="a" * 64)
+    assert connects == []  # refused before any connection
+
+
+@pytest.mark.django_db
+def test_a_public_name_is_connected_to_at_the_address_that_was_checked(settings, resolving):
+    from portals.bitrix import client, errors
+
+    answers, connects = resolving
+    answers["portal.example.com"] = ["93.184.216.34"]
+    settings.B24_ALLOW_PRIVATE_ENDPOINTS = False
+    with pytest.raises(errors.TransportError) as refused:
+        client.call(client_endpoint="https://portal.example.com/rest/", method="profile", access_token="a" * 64)
+    assert not isinstance(refused.value, errors.PrivateAddress)  # the tests' own guard stopped the connect
+    assert connects == [("93.184.216.34", 443)]

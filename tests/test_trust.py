@@ -14,6 +14,7 @@ from portals.models import Credential, Portal
 from portals.services import portal_uninstall
 from tests.fixtures_placements import TASK_ID, VIEWER_ID, widget  # noqa: F401
 from tests.helpers import install_portal, post_install
+from tests.test_client import resolving  # noqa: F401
 from tests.test_portals_events import event_body, post_event, uninstall_body
 
 pytestmark = pytest.mark.django_db
@@ -89,7 +90,7 @@ def test_non_admin_on_the_install_page_of_a_new_portal_writes_nothing(client, fa
 def test_non_admin_install_page_may_be_framed_by_the_verified_portal_only(client, fake_b24, installed):
     portal, fake_portal = installed
     response = post_install(client, fake_b24, fake_portal, fake_b24.issue_tokens(fake_portal, user_id=USER_ID))
-    assert response.headers["Content-Security-Policy"] == f"frame-ancestors 'self' {portal.origin}"
+    assert response.headers["Content-Security-Policy"].endswith(f"; frame-ancestors 'self' {portal.origin}")
 
 
 def test_a_token_whose_profile_names_another_user_is_403(client, fake_b24, installed, monkeypatch):
@@ -286,3 +287,144 @@ def test_non_admin_install_page_in_russian(client, fake_b24, installed):
     tokens = fake_b24.issue_tokens(fake_portal, user_id=USER_ID)
     html = post_install(client, fake_b24, fake_portal, tokens, LANG="ru").content.decode()
     assert "Установку должен завершить администратор" in html and "Ничего не изменено." in html
+
+
+# --- hardening: what an attacker posts -----------------------------------------------------------
+
+UNICODE_DIGITS = ["²", "①", "٣", "12³"]  # str.isdigit() says yes; int() refuses or reads them
+
+
+@pytest.mark.parametrize("digits", UNICODE_DIGITS)
+def test_unicode_digits_in_task_id_are_400(client, widget, digits):  # noqa: F811
+    import json
+
+    response = widget.post(client, PLACEMENT_OPTIONS=json.dumps({"taskId": digits}))
+    assert response.status_code == 400
+    assert "positive number" in response.content.decode()
+    assert widget.fake.count(server="portal") == 0
+
+
+@pytest.mark.parametrize("digits", UNICODE_DIGITS)
+def test_unicode_digits_in_auth_expires_are_400(client, fake_b24, widget, digits):  # noqa: F811
+    assert widget.post(client, AUTH_EXPIRES=digits).status_code == 400
+    tokens = fake_b24.issue_tokens(widget.fake_portal, user_id=1)
+    response = post_install(client, fake_b24, widget.fake_portal, tokens, AUTH_EXPIRES=digits)
+    assert response.status_code == 400 and "number of seconds" in response.content.decode()
+
+
+@pytest.mark.parametrize("field", ["expires_in", "expires"])
+@pytest.mark.parametrize("digits", UNICODE_DIGITS)
+def test_unicode_digits_in_event_auth_are_400(client, fake_b24, installed, field, digits):
+    portal, fake_portal = installed
+    before = snapshot(portal)
+    tokens = fake_b24.issue_tokens(fake_portal, user_id=1)
+    response = post_event(client, event_body("ONAPPUPDATE", fake_b24, fake_portal, tokens, **{field: digits}))
+    assert response.status_code == 400
+    assert snapshot(portal) == before
+
+
+@pytest.mark.parametrize("path", ["/placements/handler/", "/portals/install/", "/portals/app/", "/portals/events/",
+                                  "/placements/action/"])
+def test_a_file_part_is_refused_before_it_is_read(client, fake_b24, path, monkeypatch):
+    """Before: a 30 MB file part was read (into a temporary file) and the request accepted."""
+    from django.core.files import uploadhandler
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    received = []
+    for handler in (uploadhandler.MemoryFileUploadHandler, uploadhandler.TemporaryFileUploadHandler):
+        real = handler.receive_data_chunk
+        monkeypatch.setattr(handler, "receive_data_chunk",
+                            lambda self, data, start, real=real: received.append(len(data)) or real(self, data, start))
+    upload = SimpleUploadedFile("big.bin", b"\0" * (30 * 1024 * 1024), content_type="application/octet-stream")
+    response = client.post(path + "?DOMAIN=acme.example.com&LANG=en", {"member_id": "a" * 32, "upload": upload})
+    assert response.status_code == 400, response.content[:300]
+    assert "Files are not accepted" in response.content.decode()
+    assert received == []  # not one chunk of the file reached a handler
+    assert fake_b24.calls == []
+
+
+@pytest.mark.parametrize("uri", [" /\n/evil.example.com", "/\\evil.example.com", "\t//evil.example.com/x",
+                                 "/\r\n/evil.example.com", "https://evil.example.com/"])
+def test_open_task_never_points_to_another_host(client, widget, uri):  # noqa: F811
+    """Before: " /\\n/evil.example.com" passed the "relative path" check and "Open task" pointed away."""
+    import json
+    import re
+
+    response = widget.post(client, PLACEMENT_OPTIONS=json.dumps({"taskId": str(TASK_ID), "URI": uri}))
+    assert response.status_code == 200
+    hrefs = re.findall(r'href="([^"]+)"', response.content.decode())
+    assert hrefs and all("evil" not in href for href in hrefs)
+    assert f"{widget.portal.origin}/company/personal/user/{VIEWER_ID}/tasks/task/view/{TASK_ID}/" in hrefs
+
+
+ADMIN_PROBES = [
+    ("portals", "portal", "application_token__regex"),
+    ("portals", "credential", "access_token__regex"),
+    ("portals", "credential", "refresh_token__startswith"),
+    ("placements", "invocation", "detail__regex"),
+    ("events", "event", "error__iregex"),
+]
+
+
+@pytest.mark.parametrize("app, model, lookup", ADMIN_PROBES)
+def test_the_admin_refuses_lookups_it_does_not_declare(admin_client, installed, app, model, lookup):
+    """Before: ?access_token__regex=<catastrophic pattern> ran over every row (a worker tied up)."""
+    response = admin_client.get(f"/admin/{app}/{model}/", {lookup: "(a+)+$"})
+    assert response.status_code == 400
+
+
+def test_every_filter_link_the_admin_offers_still_works(admin_client, installed):
+    import re
+
+    from django.contrib import admin as django_admin
+
+    portal, _ = installed
+    ours = [model for model in django_admin.site._registry if model._meta.app_label in ("portals", "placements", "events")]
+    assert ours
+    checked = 0
+    for model in ours:
+        url = f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
+        page = admin_client.get(url)
+        assert page.status_code == 200, url
+        sidebar = page.content.decode().partition('id="changelist-filter"')[2]
+        for query in set(re.findall(r'href="(\?[^"]*)"', sidebar)):
+            answer = admin_client.get(url + query.replace("&amp;", "&"))
+            assert answer.status_code == 200, (url, query)
+            checked += 1
+    assert checked >= 10
+    # The Credential list a portal's page links to.
+    assert admin_client.get("/admin/portals/credential/", {"portal__id__exact": portal.pk}).status_code == 200
+
+
+def test_a_widget_open_on_a_portal_stored_with_a_private_resolving_name_sends_nothing(
+    settings, resolving, client, widget  # noqa: F811
+):
+    """Before: the address check was syntax only, so localhost.localdomain got the viewer's token."""
+    answers, connects = resolving
+    answers["localhost.localdomain"] = ["127.0.0.1"]
+    Portal.objects.filter(pk=widget.portal.pk).update(client_endpoint="https://localhost.localdomain/rest/")
+    settings.B24_ALLOW_PRIVATE_ENDPOINTS = False
+    connects.clear()
+    widget.fake.reset_calls()
+    response = widget.post(client)
+    assert response.status_code == 502 and 'data-state="unreachable"' in response.content.decode()
+    assert connects == [] and widget.fake.count(server="portal") == 0
+
+
+def test_the_widget_page_has_a_full_policy_and_every_tag_carries_its_nonce(client, widget):  # noqa: F811
+    """Before: the CSP was frame-ancestors only, so markup slipped into the page could run."""
+    import re
+
+    response = widget.post(client)
+    policy = dict(part.strip().split(" ", 1) for part in response["Content-Security-Policy"].split(";"))
+    nonce = re.search(r"'nonce-([^']+)'", policy["script-src"]).group(1)
+    assert policy["default-src"] == "'none'" and policy["base-uri"] == "'none'"
+    assert policy["form-action"] == "'none'" and policy["connect-src"] == "'self'"
+    assert policy["script-src"] == f"api.bitrix24.com 'nonce-{nonce}'"
+    assert policy["style-src"] == f"'nonce-{nonce}'"
+    assert widget.portal.origin in policy["img-src"].split()
+    html = response.content.decode()
+    tags = re.findall(r"<(?:script|style)\b[^>]*>", html)
+    assert tags and all(f'nonce="{nonce}"' in tag for tag in tags)
+    assert " style=" not in html  # no inline style attribute (the policy refuses them)
+    assert widget.post(client)["Content-Security-Policy"] != response["Content-Security-Policy"]  # a new nonce

@@ -10,12 +10,17 @@ import ipaddress
 import logging
 import os
 import re
+import socket
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from urllib.parse import quote, urlsplit
 
 import requests
+import urllib3
+import urllib3.connection
+import urllib3.exceptions
+import urllib3.util.connection
 from django.conf import settings
 
 from portals import metrics
@@ -29,9 +34,97 @@ USER_AGENT = "bitrix-widget-backend/1.0 (+django)"
 RATE_LIMIT_BACKOFF = (0.5, 1.0, 2.0)
 BATCH_MAX_COMMANDS = 50
 
+class _AddressRefused(OSError):
+    """Raised while connecting (an OSError, so urllib3 reports it as a failed connection)."""
+
+
+def _vetted_address(host: str, port: int) -> str:
+    """The address to connect to for ``host``: every address it resolves to must be public.
+
+    A syntax check of the portal address lets ``127.0.0.1.nip.io`` or ``localhost.localdomain``
+    through; only resolving tells. The caller connects to the address checked here, never to a
+    second lookup (which a rebinding DNS could answer differently).
+    """
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    addresses = []
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split("%")[0])
+        mapped = getattr(address, "ipv4_mapped", None)
+        if not (mapped or address).is_global:
+            raise _AddressRefused(f"{host} resolves to a non-public address")
+        addresses.append(info[4][0])
+    if not addresses:
+        raise socket.gaierror(f"{host} has no address")
+    return addresses[0]
+
+
+def _guarded(host: str) -> bool:
+    """Checked at connect time unless private endpoints are allowed (development, tests); the
+    configured OAuth servers are the operator's choice, not a portal's."""
+    if settings.B24_ALLOW_PRIVATE_ENDPOINTS:
+        return False
+    return host.rstrip(".").lower() not in {urlsplit(server).hostname for server in trusted_oauth_servers()}
+
+
+class _GuardedConnectionMixin:
+    def _new_conn(self):
+        if not _guarded(self.host):
+            return super()._new_conn()
+        try:
+            address = _vetted_address(self._dns_host, self.port)
+            return urllib3.util.connection.create_connection(
+                (address, self.port), self.timeout, source_address=self.source_address,
+                socket_options=self.socket_options,
+            )
+        except socket.timeout as exc:
+            raise urllib3.exceptions.ConnectTimeoutError(self, f"Connection to {self.host} timed out.") from exc
+        except OSError as exc:
+            raise urllib3.exceptions.NewConnectionError(self, f"Failed to establish a new connection: {exc}") from exc
+
+
+class _GuardedHTTPConnection(_GuardedConnectionMixin, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _GuardedHTTPSConnection(_GuardedConnectionMixin, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _GuardedHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _GuardedHTTPConnection
+
+
+class _GuardedHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _GuardedHTTPSConnection
+
+
+class _GuardedAdapter(requests.adapters.HTTPAdapter):
+    """Direct connections go through the address check (a proxy's are checked in ``_exchange``)."""
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
+
+
+def _refused_address(exc: BaseException) -> bool:
+    """Did connecting fail because the address was refused? (urllib3 wraps the reason)"""
+    seen: set[int] = set()
+    pending = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, _AddressRefused):
+            return True
+        pending.extend([current.__cause__, current.__context__, getattr(current, "reason", None),
+                        *[arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException)]])
+    return False
+
+
 _session = requests.Session()
 _session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
-_adapter = requests.adapters.HTTPAdapter(pool_connections=32, pool_maxsize=64, max_retries=0)
+_adapter = _GuardedAdapter(pool_connections=32, pool_maxsize=64, max_retries=0)
 _session.mount("http://", _adapter)
 _session.mount("https://", _adapter)
 
@@ -182,13 +275,22 @@ def _send(http_method: str, url: str, *, method: str, **kwargs) -> dict:
 
 
 def _exchange(http_method: str, url: str, **kwargs) -> dict:
+    proxies = _proxies_for(url)
     try:
+        if proxies and _guarded(urlsplit(url).hostname or ""):
+            # The proxy connects, not us: check the name here (the proxy may resolve it anew).
+            parts = urlsplit(url)
+            _vetted_address(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
         response = _session.request(
-            http_method, url, timeout=_timeout(), allow_redirects=False, proxies=_proxies_for(url), **kwargs
+            http_method, url, timeout=_timeout(), allow_redirects=False, proxies=proxies, **kwargs
         )
     except requests.Timeout as exc:
         raise errors.Timeout("TIMEOUT", "Bitrix24 did not answer in time") from None
-    except requests.RequestException as exc:
+    except (requests.RequestException, OSError) as exc:
+        if _refused_address(exc):
+            raise errors.PrivateAddress(
+                "PRIVATE_ADDRESS", "the portal's address resolves to a private or loopback address"
+            ) from None
         raise errors.TransportError("CONNECTION_FAILED", type(exc).__name__) from None
     if response.is_redirect or 300 <= response.status_code < 400:
         raise errors.PortalMoved(response.headers.get("Location", ""), status=response.status_code)

@@ -81,6 +81,11 @@ class PortalMoved(TransportError):
         super().__init__("PORTAL_MOVED", f"the portal moved to {location}", status=status)
 
 
+class PrivateAddress(TransportError):
+    """The portal's host name resolves to a loopback, private or otherwise non-public address:
+    refused when connecting, so a token is never sent into our own network."""
+
+
 class UntrustedServer(BitrixError):
     """A payload named an OAuth server that is not in B24_OAUTH_SERVERS: nothing is sent there."""
 
