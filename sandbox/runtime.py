@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import secrets
 import threading
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ import requests
 from django.conf import settings
 
 from fake_bitrix24 import FakeBitrix24, FakePortal
+
+logger = logging.getLogger(__name__)
 
 CLIENT_ID = "local.sandbox000000000.00000001"
 DEMO_DOMAIN = "demo.bitrix24.sandbox"
@@ -185,4 +188,6 @@ def sandbox() -> Sandbox:
             settings.B24_CLIENT_SECRET = fake.client_secret
             settings.B24_OAUTH_SERVERS = [fake.oauth_url]
             _sandbox = Sandbox(fake=fake, portal=portal)
+            logger.info("sandbox: a fake Bitrix24 runs on %s (OAuth) and %s (portal %s); open / and click "
+                        "'Open the demo portal'", fake.oauth_url, fake.portal_base, portal.domain)
         return _sandbox
