@@ -195,6 +195,8 @@ if SANDBOX:
     MIDDLEWARE.append("sandbox.middleware.SandboxStartMiddleware")
     B24_ALLOW_PRIVATE_ENDPOINTS = True  # the fake's portal lives on http://127.0.0.1
     B24_JS_LIBRARY_URL = "/static/sandbox/bx24.js"
+    # The demo portal shows a task card and a deal card, each framing its widget.
+    B24_PLACEMENTS = env.list("B24_PLACEMENTS", default=["TASK_VIEW_TOP_PANEL", "CRM_DEAL_DETAIL_TAB"])
 
 # --- The queue (Celery; the worker's own knobs are in bitrix_widget/celeryconfig.py) -------------
 # Unset: tasks run in this process right after the response (./scripts/dev needs no server).

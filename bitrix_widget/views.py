@@ -8,7 +8,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.crypto import constant_time_compare
 from django.views.decorators.http import require_GET
 
-from placements.registry import all_placements
+from placements.registry import all_placements, required_scopes
 from portals import metrics
 
 
@@ -67,7 +67,7 @@ def registration(*, base: str) -> dict:
         "placement_handler": base + reverse("placements:handler"),
         "event_url": base + reverse("portals:events"),
         "placements": [placement.code for placement in placements],
-        "scopes": sorted({"placement"} | {placement.scope for placement in placements if placement.scope}),
+        "scopes": required_scopes(),
     }
 
 

@@ -134,6 +134,12 @@ def all_placements() -> list[type[Placement]]:
     return [_REGISTRY[code] for code in served_codes() if code in _REGISTRY]
 
 
+def required_scopes() -> list[str]:
+    """The scopes the app asks for when it is registered: ``placement``, and each served
+    placement's own (an administrator grants these, and Bitrix24 refuses calls outside them)."""
+    return sorted({"placement"} | {placement.scope for placement in all_placements() if placement.scope})
+
+
 def autodiscover() -> None:
     """Import every module of ``placements.kinds`` (each registers its placements): called in
     ``PlacementsConfig.ready()``, so registering never depends on an import happening by chance."""

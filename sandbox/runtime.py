@@ -19,6 +19,8 @@ import requests
 from django.conf import settings
 
 from fake_bitrix24 import FakeBitrix24, FakePortal
+from fake_bitrix24.rest.crm import STAGES
+from placements.registry import required_scopes
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +30,7 @@ DEMO_MEMBER_ID = "sandbox0demo0portal0000000000001"
 ADMIN_USER_ID, EMPLOYEE_USER_ID = 1, 2
 # Seconds each portal REST call takes: a real portal answers in 100-500 ms; "slow" is a bad day.
 NORMAL_LATENCY, SLOW_LATENCY = 0.15, 2.5
-TASK_PLACEMENT = "TASK_VIEW_TOP_PANEL"
+TASK_PLACEMENT, DEAL_PLACEMENT = "TASK_VIEW_TOP_PANEL", "CRM_DEAL_DETAIL_TAB"
 
 
 @dataclass
@@ -55,6 +57,13 @@ class Sandbox:
 
     def task(self, task_id: int):
         return self.portal.tasks.get(task_id)
+
+    def deal(self, deal_id: int):
+        return self.portal.deals.get(deal_id)
+
+    @staticmethod
+    def stage_name(stage_id: str) -> str:
+        return next((name for _, status, name, *_ in STAGES if status == stage_id), stage_id)
 
     def user(self, user_id: int):
         return self.portal.users.get(user_id)
@@ -153,7 +162,9 @@ class Sandbox:
 
 
 def _demo_portal(fake: FakeBitrix24) -> FakePortal:
-    portal = fake.add_portal(domain=DEMO_DOMAIN, member_id=DEMO_MEMBER_ID, admin_user_id=ADMIN_USER_ID)
+    # The administrator grants the scopes the app asks for at registration, no more.
+    portal = fake.add_portal(domain=DEMO_DOMAIN, member_id=DEMO_MEMBER_ID, admin_user_id=ADMIN_USER_ID,
+                             scope=",".join(required_scopes()))
     admin = portal.users[ADMIN_USER_ID]
     admin.name, admin.last_name = "Anna", "Admin"
     fake.add_user(portal, EMPLOYEE_USER_ID, "Eli", "Employee", work_position="Sales manager")
@@ -167,6 +178,10 @@ def _demo_portal(fake: FakeBitrix24) -> FakePortal:
         portal, 2, title="Call the supplier about the late delivery", status="3", priority="1",
         deadline=(soon - dt.timedelta(days=5)).isoformat(), responsible_id=ADMIN_USER_ID,
         created_by=EMPLOYEE_USER_ID, description="The order from last month has not arrived yet.",
+    )
+    fake.add_deal(
+        portal, 1, title="Website redesign for Northwind", stage_id="PREPARATION", currency_id="EUR",
+        opportunity="12500.00", close_date=(soon + dt.timedelta(days=25)).isoformat(), assigned_by_id=EMPLOYEE_USER_ID,
     )
     return portal
 

@@ -8,5 +8,6 @@ urlpatterns = [
     path("app/", views.app_page, name="app"),
     path("tasks/<int:task_id>/", views.task_card, name="task"),
     path("tasks/<int:task_id>/state", views.task_state, name="task_state"),
+    path("deals/<int:deal_id>/", views.deal_card, name="deal"),
     path("controls/<slug:name>/", views.control, name="control"),
 ]

@@ -21,7 +21,7 @@ from placements.tasks import STATUS_LABELS
 from portals.models import Portal
 from portals.subscription import portal_subscription_refresh
 from sandbox import runtime
-from sandbox.runtime import ADMIN_USER_ID, EMPLOYEE_USER_ID, TASK_PLACEMENT, sandbox
+from sandbox.runtime import ADMIN_USER_ID, DEAL_PLACEMENT, EMPLOYEE_USER_ID, TASK_PLACEMENT, sandbox
 
 LANGUAGES = ("en", "ru", "de")
 
@@ -73,6 +73,7 @@ def _chrome(request: HttpRequest, **context) -> dict:
         "viewer": box.user(viewer),
         "users": [box.user(ADMIN_USER_ID), box.user(EMPLOYEE_USER_ID)],
         "tasks": sorted(box.portal.tasks.values(), key=lambda task: task.id),
+        "deals": sorted(box.portal.deals.values(), key=lambda deal: deal.id),
         "slow": box.slow,
         "unpaid": box.unpaid,
         "has_app_page": app_page_path() is not None,
@@ -118,6 +119,17 @@ def portal(request: HttpRequest) -> HttpResponse:
     return render(request, "sandbox/install.html", context)
 
 
+def _frame(request: HttpRequest, *, placement: str, options: dict) -> dict:
+    """The frame of ``placement`` as the card shows it: Bitrix24's form POST into the handler
+    the app bound, or nothing when the app did not bind that placement (B24_PLACEMENTS)."""
+    box = sandbox()
+    handler = box.bound_handler(placement)
+    if handler is None:
+        return {"placement": placement, "frame_action": None}
+    query, fields = box.frame_post(user_id=_viewer(request), placement=placement, options=options, lang=_lang(request))
+    return {"placement": placement, "frame_action": f"{handler}?{urlencode(query)}", "frame_fields": fields}
+
+
 @require_GET
 @sandbox_only
 def task_card(request: HttpRequest, task_id: int) -> HttpResponse:
@@ -128,18 +140,32 @@ def task_card(request: HttpRequest, task_id: int) -> HttpResponse:
         raise Http404("The demo portal has no such task.")
     if (elsewhere := _unless_installed(request)) is not None:
         return elsewhere
-    handler = box.bound_handler(TASK_PLACEMENT)
-    query, fields = box.frame_post(
-        user_id=_viewer(request), placement=TASK_PLACEMENT, lang=_lang(request),
-        options={"taskId": str(task.id), "URI": f"/company/personal/user/{task.responsible_id}/tasks/task/view/{task.id}/"},
-    )
+    uri = f"/company/personal/user/{task.responsible_id}/tasks/task/view/{task.id}/"
     context = _chrome(
         request, task=task, status_label=STATUS_LABELS.get(task.status, task.status),
         responsible=box.user(task.responsible_id), creator=box.user(task.created_by),
-        deadline=parse_datetime(task.deadline) if task.deadline else None,
-        frame_action=f"{handler}?{urlencode(query)}", frame_fields=fields, frame_title="Task widget",
+        deadline=parse_datetime(task.deadline) if task.deadline else None, frame_title="Task widget",
+        **_frame(request, placement=TASK_PLACEMENT, options={"taskId": str(task.id), "URI": uri}),
     )
     return render(request, "sandbox/task.html", context)
+
+
+@require_GET
+@sandbox_only
+def deal_card(request: HttpRequest, deal_id: int) -> HttpResponse:
+    """GET /sandbox/deals/<id>/: a deal card whose tab frames our deal widget."""
+    box = sandbox()
+    deal = box.deal(deal_id)
+    if deal is None:
+        raise Http404("The demo portal has no such deal.")
+    if (elsewhere := _unless_installed(request)) is not None:
+        return elsewhere
+    context = _chrome(
+        request, deal=deal, stage_name=box.stage_name(deal.stage_id), responsible=box.user(deal.assigned_by_id),
+        close_date=parse_datetime(deal.close_date) if deal.close_date else None, frame_title="Deal widget",
+        **_frame(request, placement=DEAL_PLACEMENT, options={"ID": str(deal.id)}),
+    )
+    return render(request, "sandbox/deal.html", context)
 
 
 def app_page_path() -> str | None:

@@ -146,6 +146,19 @@ def test_the_sandbox_form_yields_the_real_widget_and_complete_changes_the_fakes_
     }
 
 
+def test_the_deal_card_frames_the_deal_widget(dev_server):
+    visitor = SandboxVisitor(dev_server["base_url"])
+    card = visitor.open_portal("/sandbox/deals/1/")
+    action, fields = frame_form(card.text)
+    assert fields["PLACEMENT"] == "CRM_DEAL_DETAIL_TAB" and fields["PLACEMENT_OPTIONS"] == '{"ID": "1"}'
+    widget = visitor.submit_frame(card.text)
+    assert widget.status_code == 200 and 'data-state="ok"' in widget.text, widget.text[:2000]
+    assert "Website redesign for Northwind" in widget.text
+    url, token = widget_action_target(widget.text)
+    answer = requests.post(url, data={"action": "reload", "token": token}, timeout=30)
+    assert answer.status_code == 200 and answer.json()["deal"]["title"] == "Website redesign for Northwind"
+
+
 def test_the_apps_own_page_opens_from_the_portals_menu(dev_server):
     from django.urls import NoReverseMatch, reverse
 
