@@ -146,12 +146,17 @@ MAX_PLACEMENT_OPTIONS_BYTES = 4096
 MAX_PLACEMENT_OPTIONS_DEPTH = 4
 
 
-def _depth(value, level: int = 1) -> int:
-    if isinstance(value, dict):
-        return max((_depth(v, level + 1) for v in value.values()), default=level)
-    if isinstance(value, list):
-        return max((_depth(v, level + 1) for v in value), default=level)
-    return level
+def _deeper_than(value, limit: int) -> bool:
+    """Is anything in ``value`` more than ``limit`` levels down? A loop, not recursion: 4 KB of
+    ``{"a":`` is 650 levels, enough to exhaust Python's stack (a 500) in a recursive walk."""
+    pending = [(value, 1)]
+    while pending:
+        item, level = pending.pop()
+        if level > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        pending.extend((child, level + 1) for child in children)
+    return False
 
 
 def placement_options(params: dict, name: str = "PLACEMENT_OPTIONS") -> dict:
@@ -175,7 +180,7 @@ def placement_options(params: dict, name: str = "PLACEMENT_OPTIONS") -> dict:
         return {}
     if not isinstance(value, dict):
         raise PayloadError(f"{name} must be a JSON object.")
-    if _depth(value) > MAX_PLACEMENT_OPTIONS_DEPTH:
+    if _deeper_than(value, MAX_PLACEMENT_OPTIONS_DEPTH):
         raise PayloadError(f"{name} is nested too deeply.")
     return value
 

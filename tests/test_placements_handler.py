@@ -331,6 +331,11 @@ def test_deeply_nested_placement_options_is_400(widget, client):
     assert_refused(widget.post(client, PLACEMENT_OPTIONS=options), widget, 400, text="nested")
 
 
+def test_placement_options_nested_hundreds_of_levels_deep_is_400_not_500(widget, client):
+    options = '{"a":' * 650 + "1" + "}" * 650  # under 4 KB, deeper than Python's stack
+    assert_refused(widget.post(client, PLACEMENT_OPTIONS=options), widget, 400, text="nested")
+
+
 def test_unknown_placement_is_400(widget, client):
     response = widget.post(client, PLACEMENT="CRM_DEAL_DETAIL_TAB")
     assert_refused(response, widget, 400, text="no widget for the placement")
