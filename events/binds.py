@@ -1,7 +1,9 @@
 """What the events app binds on every portal at install (a provider for portals.binds).
 
-Each event some handler is registered for is bound online to /portals/events/, plus the doorbell
-``ONOFFLINEEVENT`` that tells us the portal's offline queue has records (protocol 13.5).
+Each event some handler is registered for is bound twice: online to /portals/events/ (at once,
+but lost if we miss it), and offline (``event_type=offline``, no handler: the portal keeps a record
+until we clear it, protocol 13.2); plus the doorbell ``ONOFFLINEEVENT`` that tells us the offline
+queue has records (13.5). Offline binding is for administrators: install runs as the installer.
 """
 from __future__ import annotations
 
@@ -17,7 +19,10 @@ def event_bind_commands() -> binds.BindCommands:
     handler = binds.public_url("portals:events")
     commands: binds.BindCommands = {}
     for name in registry.event_names():
+        if name == DOORBELL:
+            continue
         commands[f"event_{name}"] = ("event.bind", {"event": name, "handler": handler})
+        commands[f"offline_{name}"] = ("event.bind", {"event": name, "event_type": "offline"})
     commands[f"event_{DOORBELL}"] = (
         "event.bind", {"event": DOORBELL, "handler": handler, "options": {"minTimeout": DOORBELL_MIN_TIMEOUT}},
     )

@@ -1,24 +1,16 @@
-"""The built-in handlers: task events re-read the task, the doorbell drains the offline queue.
+"""The built-in handlers: task events re-read the task, the doorbell queues an offline drain.
 
 Loaded by ``EventsConfig.ready()``, like any app developer's handlers module.
 """
 from __future__ import annotations
 
 from events.registry import PermanentFailure, handler
+from portals.operations import portal_admin_credential
 from portals.payload import is_ascii_number
-from portals.tokens import ReauthRequired, portal_call
+from portals.tokens import portal_call
 
 TASK_EVENTS = ("ONTASKADD", "ONTASKUPDATE", "ONTASKDELETE")
 TASK_SELECT = ["ID", "TITLE", "STATUS", "RESPONSIBLE_ID", "CHANGED_DATE"]
-
-
-def installer_credential(portal):
-    """The credential background work acts with: the installer's (an administrator's)."""
-    credential = portal.admin_credential()
-    if credential is None or not (credential.access_token or credential.refresh_token):
-        raise ReauthRequired("NO_CREDENTIAL", "no administrator token is stored for this portal")
-    credential.portal = portal
-    return credential
 
 
 @handler(*TASK_EVENTS)
@@ -32,7 +24,7 @@ def task_reread(event) -> str:
     if event.name == "ONTASKDELETE":
         return f"task {task_id} deleted"
     answer = portal_call(
-        credential=installer_credential(event.portal),
+        credential=portal_admin_credential(event.portal),
         method="tasks.task.get",
         params={"taskId": int(task_id), "select": TASK_SELECT},
     )
@@ -41,3 +33,14 @@ def task_reread(event) -> str:
     if not isinstance(task, dict):
         return f"task {task_id} is no longer readable (deleted, or hidden from the installer)"
     return f"task {task_id} read: status {str(task.get('status', '?'))[:4]}, {str(task.get('title', ''))[:120]!r}"
+
+
+@handler("ONOFFLINEEVENT")
+def doorbell(event) -> str:
+    """The portal's offline queue has records (protocol 13.5): drain it on a worker of its own
+    (the drain outlives this event; a crash resumes its stored process_id)."""
+    from events.queue import enqueue
+    from events.tasks import drain_offline
+
+    enqueue(drain_offline, event.portal_id)
+    return "offline drain queued"

@@ -82,3 +82,19 @@ class OfflineBatch(models.Model):
 
     def __str__(self) -> str:
         return f"offline batch {self.process_id} of {self.portal_id}"
+
+
+class OfflineState(models.Model):
+    """One portal's offline-queue consumer: who drains it now (a lease, so the doorbell, the
+    sweep and the command never drain one portal twice at once) and when failed records are
+    retried next (``error=1``, with backoff)."""
+
+    portal = models.OneToOneField(Portal, on_delete=models.CASCADE, related_name="offline_state")
+    locked_until = models.DateTimeField(null=True, blank=True)
+    lock_id = models.CharField(max_length=64, blank=True)
+    error_passes = models.PositiveIntegerField(default=0, help_text="Error passes in a row that left failures.")
+    next_error_pass_at = models.DateTimeField(null=True, blank=True)
+    drained_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"offline queue of {self.portal_id}"

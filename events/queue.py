@@ -32,8 +32,8 @@ def enqueue(task, *args, countdown: float = 0.0) -> None:
         timer.start()
     elif getattr(_request, "pending", None) is not None:
         _request.pending.append((task, args))
-    else:
-        transaction.on_commit(lambda: _run_in_process(task, args))
+    else:  # a command, the admin after its response, a task run in-process: this connection
+        _run_in_process(task, args)  # sees its own writes, so no need to wait for a commit
 
 
 _pools: dict = {}
@@ -77,7 +77,12 @@ def request_started(**kwargs) -> None:
 
 
 def request_finished(**kwargs) -> None:
-    """Run what the request queued, now that its response has been sent."""
-    pending, _request.pending = getattr(_request, "pending", None) or [], None
-    for task, args in pending:
-        _run_in_process(task, args)
+    """Run what the request queued, now that its response has been sent (and what those tasks
+    queue in turn: the doorbell's drain)."""
+    pending = getattr(_request, "pending", None) or []
+    try:
+        while pending:
+            task, args = pending.pop(0)
+            _run_in_process(task, args)
+    finally:
+        _request.pending = None

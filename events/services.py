@@ -47,12 +47,13 @@ def object_id_of(data: object) -> str:
 
 def event_store(
     *, portal: Portal, name: str, data: dict, delivery: str, source: str = Event.Source.ONLINE,
-    object_id: str | None = None,
+    object_id: str | None = None, enqueue_processing: bool = True,
 ) -> tuple[Event, bool]:
     """Write one delivery to the inbox and queue its processing; (event, created).
 
     The same delivery again (same portal, name, object and ``delivery``) is not stored twice,
-    so it is processed once.
+    so it is processed once. The offline consumer processes its records itself
+    (``enqueue_processing=False``): it must know the outcome to clear or flag each record.
     """
     from events.queue import enqueue
     from events.tasks import process_event
@@ -69,7 +70,8 @@ def event_store(
     except IntegrityError:
         return Event.objects.get(**fields), False
     metrics.events.labels("received").inc()
-    enqueue(process_event, event.pk)
+    if enqueue_processing:
+        enqueue(process_event, event.pk)
     return event, True
 
 
@@ -95,8 +97,11 @@ def event_claim(*, event_id: int, lock_id: str = "") -> Event | None:
     return Event.objects.select_related("portal").get(pk=event_id)
 
 
-def event_process(*, event_id: int, lock_id: str = "") -> Event | None:
-    """Run the event's handlers once; record done, a retry with backoff, or failed."""
+def event_process(*, event_id: int, lock_id: str = "", schedule_retry: bool = True) -> Event | None:
+    """Run the event's handlers once; record done, a retry with backoff, or failed.
+
+    ``schedule_retry=False``: a failed attempt leaves the event queued and due, for its caller
+    to retry (the offline consumer retries through the portal's queue, ``error=1``)."""
     event = event_claim(event_id=event_id, lock_id=lock_id)
     if event is None:
         return None
@@ -111,7 +116,7 @@ def event_process(*, event_id: int, lock_id: str = "") -> Event | None:
     except registry.PermanentFailure as exc:
         return _finish(event, status=Event.Status.FAILED, error=str(exc) or "permanent failure")
     except Exception as exc:
-        return _failed_attempt(event, exc)
+        return _failed_attempt(event, exc, schedule_retry=schedule_retry)
     return _finish(event, status=Event.Status.DONE, outcome="; ".join(outcomes) or "no handler had anything to do")
 
 
@@ -128,14 +133,14 @@ def _finish(event: Event, *, status: str, outcome: str = "", error: str = "") ->
     return event
 
 
-def _failed_attempt(event: Event, exc: Exception) -> Event:
+def _failed_attempt(event: Event, exc: Exception, *, schedule_retry: bool = True) -> Event:
     from events.queue import enqueue
     from events.tasks import process_event
 
     error = scrub(f"{type(exc).__name__}: {exc}")
     if event.attempts >= settings.EVENTS_MAX_ATTEMPTS:
         return _finish(event, status=Event.Status.FAILED, error=f"after {event.attempts} attempts: {error}")
-    delay = retry_delay(event.attempts)
+    delay = retry_delay(event.attempts) if schedule_retry else 0.0
     next_attempt = timezone.now() + dt.timedelta(seconds=delay)
     Event.objects.filter(pk=event.pk).update(
         error=error[:2000], next_attempt_at=next_attempt, locked_until=None, lock_id=""
@@ -143,7 +148,8 @@ def _failed_attempt(event: Event, exc: Exception) -> Event:
     event.error, event.next_attempt_at = error, next_attempt
     metrics.events.labels("retried").inc()
     logger.info("event %s %s attempt %s failed, retry in %.1f s: %s", event.pk, event.name, event.attempts, delay, error)
-    enqueue(process_event, event.pk, countdown=delay)
+    if schedule_retry:
+        enqueue(process_event, event.pk, countdown=delay)
     return event
 
 

@@ -13,12 +13,14 @@ import secrets
 import threading
 import time
 from http.server import BaseHTTPRequestHandler
+from typing import Any
 from urllib.parse import urlsplit
 
 from fake_bitrix24 import control, oauth, rest
+from fake_bitrix24.rest import offline
 from fake_bitrix24.http import Handler, Resp, Server, json_resp, send
 from fake_bitrix24.params import norm_key, parse_php_query
-from fake_bitrix24.rest.tasks import task_json
+from fake_bitrix24.rest.tasks import task_event_data, task_json
 from fake_bitrix24.state import (
     DEFAULT_CLIENT_ID, DEFAULT_KNOWN_PLACEMENTS, AccessToken, ApiError, Call, FakeDeal, FakePortal, FakeTask, FakeUser,
     Fault, Hang, RefreshToken,
@@ -128,6 +130,21 @@ class FakeBitrix24:
                             None if visible_to is None else {int(u) for u in visible_to})
             portal.deals[deal.id] = deal
             return deal
+
+    def task_changed(self, portal: FakePortal, task_id: int, event: str = "ONTASKUPDATE", *,
+                     event_data: Any = None) -> dict | None:
+        """Someone changed a task in Bitrix24: its offline record is queued (when the app bound
+        ``event`` offline, protocol 13) and returned. ``event_data=False`` queues a record with
+        no object data, as the docs' examples show (13.3)."""
+        if event_data is None:
+            event_data = task_event_data(event, task_id)
+        with self._lock:
+            return offline.queue_record(portal, event, str(task_id), event_data)
+
+    def offline_records(self, portal: FakePortal) -> list[dict]:
+        """The portal's offline queue as event.offline.list shows it (with PROCESS_ID and ERROR)."""
+        with self._lock:
+            return [offline.public(r, listing=True) for r in portal.offline_records]
 
     def portal_by_member(self, member_id: str) -> FakePortal | None:
         with self._lock:

@@ -101,6 +101,9 @@ class FakePortal:
     # Seconds this portal's REST waits before answering, on top of the fake's own latency: real
     # portals differ (100-500 ms, sometimes seconds), and one slow portal must not slow the others.
     latency: float = 0.0
+    # The offline queue (protocol 13): record dicts as event.offline.list shows them, plus "_key".
+    offline_records: list = field(default_factory=list)
+    offline_last_id: int = 0
 
     @property
     def client_endpoint(self) -> str:

@@ -3,11 +3,13 @@ the web answers before the work is done, duplicates are processed once, and ever
 one per-portal budget of Bitrix24 calls."""
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import pytest
 
-from events.models import Event
+from events.models import Event, OfflineBatch
 from tests.fixtures_events import task_event_body
 from tests.fixtures_hardening import record_figures
 from tests.fixtures_queue import wait_until
@@ -76,3 +78,36 @@ def test_two_worker_processes_keep_one_portal_at_its_rate(client, fake_b24, work
         observed_calls_per_second=round(observed, 2), busiest_second=fake_b24.max_rate(fake_portal.domain, 1.0),
         workers_that_ran_tasks=len(workers_used), fake_threads=len(threads),
     )
+
+
+def test_a_worker_killed_mid_batch_loses_nothing_the_stored_process_id_is_resumed(client, fake_b24, workers):
+    portal, fake_portal = install_portal(client, fake_b24)
+    for task_id in range(1, 13):
+        fake_b24.add_task(fake_portal, task_id, title=f"Task {task_id}")
+        fake_b24.task_changed(fake_portal, task_id)  # queued offline while the app was down
+    worker = workers.start("w1", B24_READ_TIMEOUT="5")
+    fake_b24.latency_for["portal"] = 0.3
+    fake_b24.reset_calls()
+    doorbell = {
+        "event": "ONOFFLINEEVENT", "ts": "1766047200", "auth[member_id]": fake_portal.member_id,
+        "auth[domain]": fake_portal.domain, "auth[application_token]": fake_portal.application_token,
+    }
+    assert client.post("/portals/events/", doorbell).status_code == 200
+    wait_until(lambda: Event.objects.filter(source="offline", status="done").count() >= 3, timeout=30,
+               what="the drain under way")
+    assert OfflineBatch.objects.filter(portal=portal).exists()  # the process_id is stored
+    killed = worker.child_pids()
+    for pid in killed:  # the process running the batch dies (an OOM kill, a lost container)
+        os.kill(pid, signal.SIGKILL)
+    done_at_kill = Event.objects.filter(source="offline", status="done").count()
+    wait_until(lambda: not fake_b24.offline_records(fake_portal), timeout=60, what="the queue emptied")
+    wait_until(lambda: not OfflineBatch.objects.exists(), timeout=10, what="the batch settled")
+    offline = Event.objects.filter(source="offline")
+    assert offline.count() == 12 and set(offline.values_list("status", flat=True)) == {"done"}
+    gets = [c for c in fake_b24.calls if c.method == "event.offline.get"]
+    process_ids = {c.params.get("process_id") for c in gets if c.params.get("process_id")}
+    assert len(process_ids) == 1  # the interrupted reservation was asked for again
+    assert all(str(c.params.get("clear")) == "0" for c in gets)  # never clear=1
+    assert "SIGKILL" in worker.log.read_text() or "WorkerLostError" in worker.log.read_text()
+    record_figures("worker_killed_mid_batch", records=12, done_before_the_kill=done_at_kill,
+                   killed_processes=len(killed), lost=0)

@@ -8,12 +8,12 @@ import time
 
 from fake_bitrix24.http import Resp, json_resp
 from fake_bitrix24.params import ci, norm_key, parse_php_query, php_empty, time_block, truthy
-from fake_bitrix24.rest import app, crm, events, placements, tasks, users
+from fake_bitrix24.rest import app, crm, events, offline, placements, tasks, users
 from fake_bitrix24.state import BATCH_MAX, ApiError, Call, FakePortal, FakeUser
 
-AREAS = (app, placements, events, tasks, crm, users)
+AREAS = (app, placements, events, offline, tasks, crm, users)
 METHODS = {name: fn for area in AREAS for name, fn in area.METHODS.items()}
-ADMIN_ONLY = placements.ADMIN_ONLY | events.ADMIN_ONLY
+ADMIN_ONLY = placements.ADMIN_ONLY | events.ADMIN_ONLY | offline.ADMIN_ONLY
 # The scope a method needs, by its prefix (protocol 5.1, 7, 16); a tuple means any one of them (8).
 SCOPE_BY_PREFIX = {"placement.": "placement", "tasks.": "task", "crm.": "crm",
                    "user.get": ("user", "user_basic", "user_brief")}

@@ -23,21 +23,29 @@ def _check_user_may(user, *, offline: bool, auth_type: str) -> None:
 
 
 def bind(fake, portal, user, p):
-    event, handler = require_string(p, "EVENT", "HANDLER")
+    offline = 1 if str(ci(p, "EVENT_TYPE", "online")).lower() == "offline" else 0
+    if offline:  # no handler: the app pulls the records (protocol 13.2)
+        (event,) = require_string(p, "EVENT")
+        handler = ""
+    else:
+        event, handler = require_string(p, "EVENT", "HANDLER")
+        if urlsplit(handler).scheme not in ("http", "https"):
+            raise ApiError(400, "ERROR_UNSUPPORTED_PROTOCOL", "Unsupported protocol")
     event = event.upper()
     if not event.startswith("ON"):
         raise ApiError(400, "ERROR_EVENT_NOT_FOUND", "Event not found")
-    if urlsplit(handler).scheme not in ("http", "https"):
-        raise ApiError(400, "ERROR_UNSUPPORTED_PROTOCOL", "Unsupported protocol")
     auth_type = str(ci(p, "AUTH_TYPE", "0") or "0")
-    offline = 1 if str(ci(p, "EVENT_TYPE", "online")).lower() == "offline" else 0
     _check_user_may(user, offline=bool(offline), auth_type=auth_type)
     if not user.admin:
         auth_type = str(user.id)  # a user's handler runs as that user, never as "whoever acted"
+    connector = str(ci(p, "AUTH_CONNECTOR", "") or "")
     if any(e["event"] == event and e["handler"] == handler and e["auth_type"] == auth_type
-           for e in portal.events):
+           and e["offline"] == offline and e.get("connector", "") == connector for e in portal.events):
         raise ApiError(400, "ERROR_CORE", "Handler already binded")
-    portal.events.append({"event": event, "handler": handler, "auth_type": auth_type, "offline": offline})
+    row = {"event": event, "handler": handler, "auth_type": auth_type, "offline": offline}
+    if connector:
+        row["connector"] = connector
+    portal.events.append(row)
     return True
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from fake_bitrix24.params import ci
+from fake_bitrix24.rest import offline
 from fake_bitrix24.state import DEFAULT_AVATAR, ApiError, FakePortal, FakeTask, FakeUser
 
 
@@ -91,6 +92,16 @@ def get(fake, portal, user, p):
     return {"task": task_json(portal, task, ci(p, "select"))}
 
 
+def task_event_data(event: str, task_id) -> dict:
+    """The ``data`` of a task event, online or in an offline record (protocol 14.2): ids only."""
+    ids = {"ID": str(task_id)}
+    return {
+        "FIELDS_BEFORE": "undefined" if event == "ONTASKADD" else ids,
+        "FIELDS_AFTER": "undefined" if event == "ONTASKDELETE" else ids,
+        "IS_ACCESSIBLE_BEFORE": "undefined", "IS_ACCESSIBLE_AFTER": "undefined",
+    }
+
+
 def status_action(action: str, new_status: str):
     """A tasks.task.<action> method that moves the task to `new_status` when the action is allowed."""
 
@@ -101,6 +112,7 @@ def status_action(action: str, new_status: str):
         if not allowed_actions(task)[action]:
             raise ApiError(400, "ERROR_CORE", "Action is not allowed")
         task.status = new_status
+        offline.queue_record(portal, "ONTASKUPDATE", str(task.id), task_event_data("ONTASKUPDATE", task.id))
         return {"task": task_json(portal, task)}
 
     return method
