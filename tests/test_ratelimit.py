@@ -38,7 +38,7 @@ def test_a_burst_goes_at_once_then_calls_are_spaced_at_the_rate(budget):
     started = time.monotonic()
     for _ in range(3):
         ratelimit.acquire(key)
-    assert 0.25 <= time.monotonic() - started <= 0.6  # three more at 10 a second
+    assert 0.25 <= time.monotonic() - started <= 1.5  # three more at 10 a second (a loaded machine oversleeps)
 
 
 def test_portals_have_budgets_of_their_own(budget):
