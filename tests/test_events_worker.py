@@ -111,3 +111,32 @@ def test_a_worker_killed_mid_batch_loses_nothing_the_stored_process_id_is_resume
     assert "SIGKILL" in worker.log.read_text() or "WorkerLostError" in worker.log.read_text()
     record_figures("worker_killed_mid_batch", records=12, done_before_the_kill=done_at_kill,
                    killed_processes=len(killed), lost=0)
+
+
+def test_throughput_of_one_worker_against_a_portal_answering_in_100_ms(client, fake_b24, workers):
+    """A figure for bench/events.py: 40 task events queued, then drained by one worker (4 pool
+    processes) from a 100 ms portal, against the baseline of the same re-reads one after another."""
+    portal, fake_portal = install_portal(client, fake_b24)
+    count, latency, processes = 40, 0.1, 4
+    for task_id in range(1, count + 1):
+        fake_b24.add_task(fake_portal, task_id, title=f"Task {task_id}")
+    fake_b24.latency_for["portal"] = latency
+    fake_b24.set_rate_limit(None)
+    acks = []
+    for task_id in range(1, count + 1):  # the app is up, its worker is not: the events wait in Redis
+        response, ack = post_timed(client, task_event_body(fake_b24, fake_portal, task_id=str(task_id)))
+        assert response.status_code == 200
+        acks.append(ack)
+    workers.start("w1", concurrency=processes, B24_RATE_PER_SECOND="0")  # the budget is not measured here
+    started = time.perf_counter()
+    wait_until(lambda: Event.objects.filter(status="done").count() == count, timeout=120, what="all events done")
+    seconds = time.perf_counter() - started
+    baseline = count * latency  # one process re-reading each task in turn: the portal's latency alone
+    acks.sort()
+    record_figures(
+        "one_worker_throughput", events=count, portal_latency_s=latency, worker_processes=processes,
+        seconds=round(seconds, 2), events_per_second=round(count / seconds, 1),
+        baseline_sequential_events_per_second=round(count / baseline, 1),
+        ratio_to_baseline=round(baseline / seconds, 2),
+        ack_p50_ms=round(acks[len(acks) // 2] * 1000, 1), ack_max_ms=round(acks[-1] * 1000, 1),
+    )
