@@ -54,6 +54,16 @@ def timestamp(value) -> str:
 BADGE_WORDS = {Portal.Status.NEEDS_REAUTH: "needs re-auth", Portal.Status.PAYMENT_REQUIRED: "payment due"}
 
 
+def timestamp_column(field: str, description: str):
+    """A list column or page field showing ``field`` with ``timestamp``, sortable by it."""
+
+    @admin.display(description=description, ordering=field)
+    def column(model_admin, obj):
+        return timestamp(getattr(obj, field))
+
+    return column
+
+
 def timestamp_text(value) -> str:
     """``timestamp`` as plain text, for a title attribute."""
     return date_format(timezone.localtime(value), TIMESTAMP_FORMAT) if value else "-"
@@ -261,21 +271,10 @@ class PortalAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
         rows = format_html_join("", "<li>{}: {}</li>", ((binding_label(k), v) for k, v in missing.items()))
         return format_html("{} checked {}<ul>{}</ul>", status_badge_html("not bound", "binding-missing"), checked, rows)
 
-    @admin.display(description="installed", ordering="installed_at")
-    def installed(self, obj):
-        return timestamp(obj.installed_at)
-
-    @admin.display(description="updated", ordering="updated_at")
-    def updated(self, obj):
-        return timestamp(obj.updated_at)
-
-    @admin.display(description="uninstalled", ordering="uninstalled_at")
-    def uninstalled(self, obj):
-        return timestamp(obj.uninstalled_at)
-
-    @admin.display(description="admin token expires", ordering="admin_token_expires_at")
-    def admin_token_expires_at(self, obj):
-        return timestamp(obj.admin_token_expires_at)
+    installed = timestamp_column("installed_at", "installed")
+    updated = timestamp_column("updated_at", "updated")
+    uninstalled = timestamp_column("uninstalled_at", "uninstalled")
+    admin_token_expires_at = timestamp_column("admin_token_expires_at", "admin token expires")
 
     @admin.display(description="trial / subscription", ordering="days_left")
     def subscription(self, obj):
@@ -286,9 +285,7 @@ class PortalAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
             return format_html('<strong style="color:#b36b00">{}</strong>', text)
         return text
 
-    @admin.display(description="subscription checked", ordering="subscription_checked_at")
-    def subscription_checked(self, obj):
-        return timestamp(obj.subscription_checked_at)
+    subscription_checked = timestamp_column("subscription_checked_at", "subscription checked")
 
     @admin.display(description="application token")
     def application_token_masked(self, obj):
@@ -410,18 +407,7 @@ class CredentialAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
     def refresh_token_masked(self, obj):
         return mask(obj.refresh_token) or "-"
 
-    @admin.display(description="expires", ordering="expires_at")
-    def expires(self, obj):
-        return timestamp(obj.expires_at)
-
-    @admin.display(description="refreshed", ordering="refreshed_at")
-    def refreshed(self, obj):
-        return timestamp(obj.refreshed_at)
-
-    @admin.display(description="last used", ordering="last_used_at")
-    def last_used(self, obj):
-        return timestamp(obj.last_used_at)
-
-    @admin.display(description="created", ordering="created_at")
-    def created(self, obj):
-        return timestamp(obj.created_at)
+    expires = timestamp_column("expires_at", "expires")
+    refreshed = timestamp_column("refreshed_at", "refreshed")
+    last_used = timestamp_column("last_used_at", "last used")
+    created = timestamp_column("created_at", "created")

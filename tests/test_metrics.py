@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 import threading
-import time
-from pathlib import Path
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.fixtures_hardening import free_port
+from tests.fixtures_gunicorn import gunicorn_serving
 from tests.fixtures_placements import widget  # noqa: F401 - the widget fixture
 
-ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "scrape-token-for-tests-0123456789"
 
 
@@ -94,7 +89,7 @@ def test_a_rejected_widget_post_counts_as_a_refusal_by_reason(client, settings):
 @pytest.fixture
 def gunicorn_with_metrics(tmp_path):
     """gunicorn with two sync workers and its own multiprocess directory (gunicorn.conf.py)."""
-    port, metrics_dir = free_port(), tmp_path / "prometheus"
+    metrics_dir = tmp_path / "prometheus"
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
@@ -105,28 +100,8 @@ def gunicorn_with_metrics(tmp_path):
     }
     metrics_dir.mkdir()
     (metrics_dir / "counter_999999.db").write_bytes(b"left over from an earlier run")  # on_starting empties it
-    error_log = open(tmp_path / "error.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "bitrix_widget.wsgi", "-c", "gunicorn.conf.py",
-         "-w", "2", "-b", f"127.0.0.1:{port}"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=error_log,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "error.log").read_text()
-            time.sleep(0.2)
+    with gunicorn_serving(env, tmp_path, workers=2) as base:
         yield base, metrics_dir
-    finally:
-        process.terminate()
-        process.wait(15)
-        error_log.close()
 
 
 def test_metrics_add_up_every_gunicorn_worker(gunicorn_with_metrics):
