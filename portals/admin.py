@@ -159,7 +159,7 @@ class DeclaredLookupsOnly:
 @admin.register(Portal)
 class PortalAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
     list_display = (
-        "domain", "member_id_short", "status_column", "bindings_column", "app_status", "subscription", "installed",
+        "domain", "member_id_short", "status_column", "bindings_column", "plan", "installed",
         "admin_token_expires_at",
     )
     list_filter = ("status", "bindings_ok", SubscriptionFilter, "app_status")
@@ -201,7 +201,7 @@ class PortalAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
             return self._page_action(request, object_id)
         context = {
             "show_save": False, "show_save_and_continue": False, "show_save_and_add_another": False,
-            "show_delete": False, "portal_actions": self._page_actions(request),
+            "show_delete": False, "portal_actions": self._page_actions(request), "title": "Portal",
             **(extra_context or {}),
         }
         return super().change_view(request, object_id, form_url, context)
@@ -276,9 +276,17 @@ class PortalAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
     uninstalled = timestamp_column("uninstalled_at", "uninstalled")
     admin_token_expires_at = timestamp_column("admin_token_expires_at", "admin token expires")
 
+    @admin.display(description="plan", ordering="days_left")
+    def plan(self, obj):
+        """App status and what is left of the period in one column (the list must fit 1440 px)."""
+        return self.subscription(obj, with_status=True)
+
     @admin.display(description="trial / subscription", ordering="days_left")
-    def subscription(self, obj):
-        text = Subscription.of(obj).period() or "-"
+    def subscription(self, obj, with_status: bool = False):
+        text = Subscription.of(obj).period()
+        if with_status and obj.app_status:
+            text = ", ".join(part for part in (obj.get_app_status_display(), text) if part)
+        text = text or "-"
         if obj.payment_expired or obj.status == Portal.Status.PAYMENT_REQUIRED:
             return format_html('<strong style="color:#ba2121">{}</strong>', text)
         if obj.app_status == Portal.AppStatus.TRIAL and obj.days_left is not None and obj.days_left <= TRIAL_ENDING_DAYS:

@@ -114,7 +114,7 @@ def test_non_staff_user_is_sent_to_login(two_portals, client, django_user_model)
 def test_portal_changelist_shows_the_contract_columns(two_portals, staff_client):
     (portal, _), _ = two_portals
     html = staff_client.get("/admin/portals/portal/").content.decode()
-    for column in ("Domain", "Member_id", "Status", "Bound", "App status", "Installed",
+    for column in ("Domain", "Member_id", "Status", "Bound", "Plan", "Installed",
                    "Last invocation", "Admin token expires"):
         assert column in html
     for action in ("bind_widget", "unbind_widget", "refresh_tokens_now", "disable", "enable"):

@@ -110,7 +110,7 @@ def test_failed_events_are_charted_and_listed_with_the_retry_hint(staff_client, 
         Event.objects.create(portal=portal, name="ONTASKUPDATE", object_id=str(n), delivery=str(n), status=status)
     html = staff_client.get("/admin/").content.decode()
     events = chart_data(html, "events")
-    assert dict(zip(events["labels"], events["datasets"][0]["data"])) == {"queued": 1, "done": 2, "failed": 1}
+    assert dict(zip(events["labels"], events["datasets"][0]["data"])) == {"queued (1)": 1, "done (2)": 2, "failed (1)": 1}
     item = attention_items(html)["failed_events"]
     assert f"/admin/portals/portal/{portal.pk}/change/" in item and "Retry" in item
     assert 'href="/admin/events/event/?status__exact=failed"' in item
