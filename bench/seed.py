@@ -156,7 +156,7 @@ def invocations_generated(*, total: int, days: int = 90) -> float:
         if connection.vendor == "postgresql":
             cursor.execute(
                 f"INSERT INTO {table} ({columns}) SELECT {values} %s::timestamptz - ((x * 7919) %% %s) * interval '1 second' "
-                f"FROM generate_series(1, %s) AS x JOIN (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n "
+                f"FROM generate_series(1::bigint, %s::bigint) AS x JOIN (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n "
                 f"FROM {portals}) AS p ON p.n = x %% %s",
                 [now, spread, total, count],
             )
