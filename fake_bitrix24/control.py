@@ -36,19 +36,21 @@ def issue_tokens(fake, args):
     return fake.issue_tokens(_portal(fake, args), **args)
 
 
-def add_task(fake, args):
-    p = _portal(fake, args)
+def _visible_to_as_set(args: dict) -> dict:
     if args.get("visible_to") is not None:
         args["visible_to"] = set(args["visible_to"])
-    fake.add_task(p, **args)
+    return args
+
+
+def add_task(fake, args):
+    p = _portal(fake, args)
+    fake.add_task(p, **_visible_to_as_set(args))
     return {"ok": True}
 
 
 def add_deal(fake, args):
     p = _portal(fake, args)
-    if args.get("visible_to") is not None:
-        args["visible_to"] = set(args["visible_to"])
-    fake.add_deal(p, **args)
+    fake.add_deal(p, **_visible_to_as_set(args))
     return {"ok": True}
 
 

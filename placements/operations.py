@@ -98,33 +98,36 @@ def _merged(portal: Portal, outcomes: list[tuple[str, PortalOutcome]]) -> Portal
     return PortalOutcome(portal, changed[0] if changed else statuses[0], True, detail)
 
 
-def portal_bind_placements(
-    *, portal: Portal, targets: PlacementTargets, pace: Callable[[], None] | None = None
+def _each_placement(
+    *, portal: Portal, targets: PlacementTargets, pace: Callable[[], None] | None,
+    work: Callable[[str, str], PortalOutcome],
 ) -> PortalOutcome:
-    """``portal_bind_placement`` for each target, one call at a time (``pace`` between them)."""
+    """``work(code, title)`` for each target, one call at a time (``pace`` between them)."""
     outcomes = []
     for code, title in targets.placements:
         if pace is not None:
             pace()
-        outcome = portal_bind_placement(portal=portal, placement=code, handler=targets.handler, title=title)
+        outcome = work(code, title)
         outcomes.append((code, outcome))
         if outcome.status in ("uninstalled", "needs re-authorisation"):
             break  # the portal cannot be called at all: one line says so
     return _merged(portal, outcomes)
 
 
+def portal_bind_placements(
+    *, portal: Portal, targets: PlacementTargets, pace: Callable[[], None] | None = None
+) -> PortalOutcome:
+    return _each_placement(portal=portal, targets=targets, pace=pace, work=lambda code, title: portal_bind_placement(
+        portal=portal, placement=code, handler=targets.handler, title=title
+    ))
+
+
 def portal_unbind_placements(
     *, portal: Portal, targets: PlacementTargets, pace: Callable[[], None] | None = None
 ) -> PortalOutcome:
-    outcomes = []
-    for code, _ in targets.placements:
-        if pace is not None:
-            pace()
-        outcome = portal_unbind_placement(portal=portal, placement=code, handler=targets.handler)
-        outcomes.append((code, outcome))
-        if outcome.status in ("uninstalled", "needs re-authorisation"):
-            break
-    return _merged(portal, outcomes)
+    return _each_placement(portal=portal, targets=targets, pace=pace, work=lambda code, title: portal_unbind_placement(
+        portal=portal, placement=code, handler=targets.handler
+    ))
 
 
 def portal_bind_placement(*, portal: Portal, placement: str, handler: str, title: str = "") -> PortalOutcome:
