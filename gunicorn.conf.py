@@ -9,13 +9,13 @@ import tempfile
 bind = os.environ.get("GUNICORN_BIND") or f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY") or multiprocessing.cpu_count() * 2 + 1)
 # Threads, because a widget open spends almost all its time waiting on Bitrix24 (100-500 ms per
-# call, sometimes seconds): a sync worker would sit idle for the whole wait, so throughput was
+# call, sometimes seconds): a sync worker sits idle for the whole wait, so throughput was
 # workers / latency. With threads a waiting request costs a thread, not a process; the CPU part
-# still runs on every core (one GIL per process). 16 threads x 5 processes keep 80 requests in
-# flight: at 200 ms per call that is 400 opens/s of waiting, above what 2 cores can render
+# still runs on every core (one GIL per process). 32 threads x 5 processes keep 160 requests in
+# flight: at 200 ms per call that is 800 opens/s of waiting, above what 2 cores can render, and
+# one portal may hold half of them (B24_PORTAL_MAX_CALLS) while the other half serves the rest
 # (README, Performance). Database connections do not grow with threads: see DATABASES in settings.
-worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS") or 16)
+threads = int(os.environ.get("GUNICORN_THREADS") or 32)
 
 # A Bitrix24 call waits at most B24_CONNECT_TIMEOUT + B24_READ_TIMEOUT (3 + 5 s), a request makes
 # a few: a worker silent for longer than this is stuck and is replaced.

@@ -62,7 +62,8 @@ async def _exchange(port: int, raw: bytes, timeout: float) -> tuple[str, bytes]:
     return status, data
 
 
-async def _run(port, make: Callable[[int], bytes], total, concurrency, max_seconds, timeout) -> LoadResult:
+async def _run(port, make: Callable[[int], bytes], total, concurrency, max_seconds, timeout,
+               pause_after_error: float = 0.0) -> LoadResult:
     result = LoadResult()
     issued = 0
     started = time.perf_counter()
@@ -83,6 +84,8 @@ async def _run(port, make: Callable[[int], bytes], total, concurrency, max_secon
                 result.latencies.append(time.perf_counter() - t0)
             elif len(result.bodies) < 3:
                 result.bodies.append(data[:2000])
+            if pause_after_error and not status.startswith("2"):
+                await asyncio.sleep(pause_after_error)
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     result.seconds = time.perf_counter() - started
@@ -94,3 +97,23 @@ def run_load(*, port: int, make: Callable[[int], bytes], total: int, concurrency
              max_seconds: float = 30.0, timeout: float = 30.0) -> LoadResult:
     """Send up to ``total`` requests (``make(i)`` builds the i-th), ``concurrency`` at a time."""
     return asyncio.run(_run(port, make, total, concurrency, max_seconds, timeout))
+
+
+def run_side_by_side(*, port: int, groups: list[tuple[Callable[[int], bytes], int]], seconds: float,
+                     timeout: float = 30.0, head_start: float = 0.0,
+                     pause_after_error: tuple[float, ...] = ()) -> list[LoadResult]:
+    """Several loads at once on one server for ``seconds``, each ``(make, concurrency)``; one
+    result per group. The groups after the first start ``head_start`` seconds later (the first,
+    say a slow portal's crowd, is already holding what it holds). ``pause_after_error[n]``: how
+    long group n's clients wait after a non-2xx answer before their next request."""
+
+    async def both():
+        async def group(n, make, concurrency):
+            if n and head_start:
+                await asyncio.sleep(head_start)
+            pause = pause_after_error[n] if n < len(pause_after_error) else 0.0
+            return await _run(port, make, 10**9, concurrency, seconds - (head_start if n else 0), timeout, pause)
+
+        return await asyncio.gather(*(group(n, make, c) for n, (make, c) in enumerate(groups)))
+
+    return list(asyncio.run(both()))

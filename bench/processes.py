@@ -69,13 +69,19 @@ class FakeProcess:
 class GunicornProcess:
     """The app as it is deployed: ``gunicorn bitrix_widget.wsgi`` (with gunicorn.conf.py if present)."""
 
-    def __init__(self, *, env: dict, workers: int, logdir: str):
-        self.port = free_port()
+    def __init__(self, *, env: dict, workers: int, logdir: str, threads: int | None = None,
+                 worker_class: str | None = None):
+        self.port, self.workers = free_port(), workers
         self.config = REPO / "gunicorn.conf.py"
         self.command = [sys.executable, "-m", "gunicorn", "bitrix_widget.wsgi"]
         if self.config.exists():
             self.command += ["-c", str(self.config)]
         self.command += ["-w", str(workers), "-b", f"127.0.0.1:{self.port}"]
+        if worker_class:  # e.g. "sync": the serving model before issue 11, for a same-run baseline
+            self.command += ["-k", worker_class]
+        if threads:  # through the environment, as deployed: the settings derive from it too
+            env = {**env, "GUNICORN_THREADS": str(threads)}
+        self.threads = 1 if worker_class == "sync" else int(env.get("GUNICORN_THREADS") or 32)
         self.log = Path(logdir) / "gunicorn.log"
         self.proc = subprocess.Popen(self.command, cwd=REPO, env=env, stdout=open(self.log, "wb"),
                                      stderr=subprocess.STDOUT)
@@ -87,7 +93,9 @@ class GunicornProcess:
     @property
     def describe(self) -> str:
         conf = " -c gunicorn.conf.py" if self.config.exists() else ""
-        return f"gunicorn bitrix_widget.wsgi{conf} -w {self.command[self.command.index('-w') + 1]}"
+        kind = f" -k {self.command[self.command.index('-k') + 1]}" if "-k" in self.command else ""
+        return (f"gunicorn bitrix_widget.wsgi{conf} -w {self.workers}{kind}"
+                f" (GUNICORN_THREADS={self.threads})")
 
     def _wait_ready(self, workers: int, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout

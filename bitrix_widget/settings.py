@@ -89,7 +89,7 @@ elif DATABASES["default"]["ENGINE"].endswith("postgresql") and env.int("DB_POOL_
     # Django's psycopg pool, one per process: connections stay bounded at WEB_CONCURRENCY x
     # DB_POOL_MAX_SIZE whatever GUNICORN_THREADS is. A request hands its connection back while it
     # waits on Bitrix24 (portals/bitrix/capacity.py), so a connection is busy only for the
-    # milliseconds of SQL an open runs: 4 per process serve 16 threads (README, Performance).
+    # milliseconds of SQL an open runs: 4 per process serve 32 threads (README, Performance).
     # DB_POOL_MAX_SIZE=0 turns the pool off (then CONN_MAX_AGE applies, one connection per thread).
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("pool", {
         "min_size": env.int("DB_POOL_MIN_SIZE", default=1),
@@ -156,9 +156,10 @@ METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 B24_CONNECT_TIMEOUT = env.float("B24_CONNECT_TIMEOUT", default=3.0)
 B24_READ_TIMEOUT = env.float("B24_READ_TIMEOUT", default=5.0)
 # One portal may not stall the others (portals/bitrix/capacity.py), per process: at most this many
-# in-flight calls to one portal (a quarter of GUNICORN_THREADS, at least 2); more get a quick
-# "Bitrix24 is slow to answer" page.
-B24_PORTAL_MAX_CALLS = env.int("B24_PORTAL_MAX_CALLS", default=max(2, env.int("GUNICORN_THREADS", default=16) // 4))
+# in-flight calls to one portal (half of GUNICORN_THREADS, at least 2: one busy portal still gets
+# 80 calls in flight over 5 processes, and the other half of the threads serve everyone else);
+# more get a quick "Bitrix24 is slow to answer" page.
+B24_PORTAL_MAX_CALLS = env.int("B24_PORTAL_MAX_CALLS", default=max(2, env.int("GUNICORN_THREADS", default=32) // 2))
 # A portal that timed out (or refused connections) this many times in a row is failed fast for
 # B24_BREAKER_SECONDS; then one call probes it.
 B24_BREAKER_FAILURES = env.int("B24_BREAKER_FAILURES", default=5)

@@ -211,6 +211,11 @@ def _widget_open_admitted(*, portal: Portal, request: WidgetRequest) -> WidgetPa
         # A member_id copied from another portal's page, posted with a domain of the attacker's.
         # (A portal that really moved answered 302 above and now has the posted domain.)
         raise WidgetRefused(DOMAIN_MISMATCH)
+    if page.state == "busy":
+        # Bitrix24 is slow or limits this portal: answer at once and write nothing, so that an
+        # overloaded portal's crowd costs the server as little as possible (the metric counts it).
+        metrics.widget_opens.labels(placement.code, "busy").inc()
+        return page
     viewer = _viewer(result.results.get("profile")) if result else None
     if result and viewer is None:
         error = result.errors.get("profile")

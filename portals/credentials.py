@@ -19,7 +19,7 @@ def credential_store_installer(
     Runs inside the install's transaction (the row is locked for update); an empty REFRESH_ID
     (some on-premise portals) never overwrites a stored refresh token.
     """
-    credential, _ = Credential.objects.select_for_update().get_or_create(
+    credential, _ = Credential.objects.select_for_update(of=("self",)).get_or_create(
         portal=portal, user_id=user_id, defaults={"is_admin": True}
     )
     credential.is_admin = True

@@ -25,7 +25,7 @@ MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 SECONDS_BUCKETS = (0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 3.0, 5.0, 10.0)
 
 widget_opens = Counter(
-    "b24_widget_opens", "Widget opens served, by placement and outcome (ok, error).", ["placement", "outcome"]
+    "b24_widget_opens", "Widget opens served, by placement and outcome (ok, error, busy).", ["placement", "outcome"]
 )
 widget_open_seconds = Histogram(
     "b24_widget_open_seconds", "Time to serve a widget open, Bitrix24 call included.", ["placement"],

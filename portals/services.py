@@ -137,7 +137,7 @@ def portal_store_grant(*, grant: InstallGrant, server: str, info: dict, install:
     for attempt in range(3):
         try:
             with transaction.atomic():
-                portal, created = Portal.objects.select_for_update().get_or_create(
+                portal, created = Portal.objects.select_for_update(of=("self",)).get_or_create(
                     member_id=grant.member_id, defaults={**portal_fields, "installed_at": now}
                 )
                 if not created:

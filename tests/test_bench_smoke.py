@@ -35,6 +35,10 @@ def test_quick_benchmark_prints_the_table():
         "admin portals changelist: time",
         "admin invocations changelist: SQL queries",
         "peak memory per worker",
+        "portal at 200 ms: / ceiling",
+        "healthy portal beside one at 3 s with 4 clients: latency p50 / p95",
+        "other viewers' opens",
+        "the refreshing action",
     ):
         assert metric in out, f"{metric!r} missing from the table:\n{out}"
     assert "machine" in out and "python bench/run.py --quick" in out, out

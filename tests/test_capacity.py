@@ -58,8 +58,7 @@ def test_a_busy_portals_open_gets_the_slow_state_at_once_without_calling_bitrix2
     assert response["Retry-After"] == "5" and elapsed < 1.0
     assert "Bitrix24 antwortet langsam" in response.content.decode()  # translated
     assert widget.fake.count(method="batch") == 0
-    invocation = Invocation.objects.get()
-    assert invocation.outcome == Invocation.Outcome.ERROR and "slow to answer" in invocation.detail
+    assert Invocation.objects.count() == 0  # nothing written: an overloaded portal's crowd costs little
     assert state_of(widget.post(client)) == "ok"  # the slots are free again
 
 
@@ -122,9 +121,17 @@ def test_junk_tokens_are_throttled_per_portal_and_a_known_viewer_still_gets_in(s
     assert fake.count(method="batch") == 4
 
 
+def refuse(key: str, token: str) -> bool:
+    """An open with ``token`` that Bitrix24 refuses; whether it was let through to be refused."""
+    admitted = capacity.token_admit(key=key, token=token)
+    if admitted:
+        capacity.token_verdict(key=key, token=token, accepted=False)
+    return admitted
+
+
 def test_the_refusal_allowance_is_per_portal_and_refills(settings):
     settings.B24_REFUSED_TOKENS_BURST, settings.B24_REFUSED_TOKENS_PER_MINUTE = 2, 600.0  # 10 a second
-    assert capacity.token_admit(key="m", token="a") and capacity.token_admit(key="m", token="b")
+    assert refuse("m", "a") and refuse("m", "b")
     assert not capacity.token_admit(key="m", token="c")
     assert capacity.token_admit(key="other", token="c")  # per portal
     time.sleep(0.15)
@@ -133,11 +140,10 @@ def test_the_refusal_allowance_is_per_portal_and_refills(settings):
 
 def test_only_refusals_spend_the_allowance_and_accepted_tokens_pass_from_then_on(settings):
     settings.B24_REFUSED_TOKENS_BURST, settings.B24_REFUSED_TOKENS_PER_MINUTE = 1, 0.0
-    assert capacity.token_admit(key="m", token="a")
-    capacity.token_verdict(key="m", token="a", accepted=True)  # its share comes back
-    assert capacity.token_admit(key="m", token="b")
-    capacity.token_verdict(key="m", token="b", accepted=None)  # no verdict (busy): given back too
-    assert capacity.token_admit(key="m", token="c")
-    capacity.token_verdict(key="m", token="c", accepted=False)  # refused: stays spent
-    assert not capacity.token_admit(key="m", token="d")
-    assert capacity.token_admit(key="m", token="a")  # accepted lately: passes, allowance or not
+    # Opens in flight, or without a verdict (busy, unreachable), spend nothing.
+    assert all(capacity.token_admit(key="m", token=f"t{i}") for i in range(5))
+    capacity.token_verdict(key="m", token="t0", accepted=None)
+    capacity.token_verdict(key="m", token="t1", accepted=True)
+    assert refuse("m", "t2")  # the one refusal the burst allows
+    assert not capacity.token_admit(key="m", token="t3")
+    assert capacity.token_admit(key="m", token="t1")  # accepted lately: passes, allowance or not

@@ -135,34 +135,27 @@ def _digest(key: str, token: str) -> bytes:
 
 def token_admit(*, key: str, token: str) -> bool:
     """May an open with ``token`` call the portal ``key``? A token Bitrix24 accepted lately: yes.
-    Another one takes one from the portal's allowance of refusals (given back if it is accepted)."""
+    Another one: while the portal's allowance of refusals is not spent (``token_verdict``)."""
     digest = _digest(key, token)
     with _tokens_lock:
         if digest in _accepted:
             _accepted.move_to_end(digest)
             return True
-        left = _refill(key)
-        if left < 1:
-            return False
-        _allowance[key] = (left - 1, time.monotonic())
-        return True
+        return _refill(key) >= 1
 
 
 def token_verdict(*, key: str, token: str, accepted: bool | None) -> None:
-    """What Bitrix24 said of ``token``: accepted (remember it, give back what ``token_admit``
-    took), refused (the allowance stays spent), or None, no verdict (busy, unreachable: given back)."""
-    if accepted is False:
+    """What Bitrix24 said of ``token``: accepted (remembered, it passes from now on), refused (one
+    of the portal's allowance spent), or None, no verdict (busy, unreachable: nothing spent)."""
+    if accepted is None:
         return
-    digest = _digest(key, token)
     with _tokens_lock:
-        if digest not in _accepted:
-            left = _refill(key)
-            _allowance[key] = (min(float(settings.B24_REFUSED_TOKENS_BURST), left + 1), time.monotonic())
         if accepted:
-            _accepted[digest] = None
-            _accepted.move_to_end(digest)
+            _accepted[_digest(key, token)] = None
             while len(_accepted) > ACCEPTED_REMEMBERED:
                 _accepted.popitem(last=False)
+        else:
+            _allowance[key] = (max(0.0, _refill(key) - 1), time.monotonic())
 
 
 def _refill(key: str) -> float:
