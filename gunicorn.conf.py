@@ -13,7 +13,7 @@ workers = int(os.environ.get("WEB_CONCURRENCY") or multiprocessing.cpu_count() *
 # workers / latency. With threads a waiting request costs a thread, not a process; the CPU part
 # still runs on every core (one GIL per process). 32 threads x 5 processes keep 160 requests in
 # flight: at 200 ms per call that is 800 opens/s of waiting, above what 2 cores can render, and
-# one portal may hold half of them (B24_PORTAL_MAX_CALLS) while the other half serves the rest
+# one portal may hold three quarters of them (B24_PORTAL_MAX_CALLS), the rest serve the others
 # (README, Performance). Database connections do not grow with threads: see DATABASES in settings.
 threads = int(os.environ.get("GUNICORN_THREADS") or 32)
 

@@ -83,7 +83,8 @@ def latency_mode(*, server: GunicornProcess, widget: WidgetPortal, latency_ms: f
     label = f"widget open, {clients} clients"
     rows = [
         Row(f"{label}, zero latency: throughput",
-            f"{zero.per_second:.0f} req/s (p50 {_ms(zero.percentile(50))} ms; {zero.status_summary()})"),
+            f"{zero.per_second:.0f} req/s (p50 / p95 {_ms(zero.percentile(50))} / {_ms(zero.percentile(95))} ms; "
+            f"{zero.status_summary()})"),
         Row(f"{label}, portal at {latency_ms:.0f} ms: throughput",
             f"{slow.per_second:.0f} req/s ({slow.ok} in {slow.seconds:.1f} s; {slow.status_summary()})"),
         Row(f"{label}, portal at {latency_ms:.0f} ms: / ceiling min({clients}/{latency_ms / 1000:g} s, zero-latency)",

@@ -79,6 +79,8 @@ class GunicornProcess:
         self.command += ["-w", str(workers), "-b", f"127.0.0.1:{self.port}"]
         if worker_class:  # e.g. "sync": the serving model before issue 11, for a same-run baseline
             self.command += ["-k", worker_class]
+            if worker_class == "sync":  # gunicorn turns sync with threads > 1 into gthread
+                self.command += ["--threads", "1"]
         if threads:  # through the environment, as deployed: the settings derive from it too
             env = {**env, "GUNICORN_THREADS": str(threads)}
         self.threads = 1 if worker_class == "sync" else int(env.get("GUNICORN_THREADS") or 32)

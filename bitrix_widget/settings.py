@@ -156,10 +156,11 @@ METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 B24_CONNECT_TIMEOUT = env.float("B24_CONNECT_TIMEOUT", default=3.0)
 B24_READ_TIMEOUT = env.float("B24_READ_TIMEOUT", default=5.0)
 # One portal may not stall the others (portals/bitrix/capacity.py), per process: at most this many
-# in-flight calls to one portal (half of GUNICORN_THREADS, at least 2: one busy portal still gets
-# 80 calls in flight over 5 processes, and the other half of the threads serve everyone else);
-# more get a quick "Bitrix24 is slow to answer" page.
-B24_PORTAL_MAX_CALLS = env.int("B24_PORTAL_MAX_CALLS", default=max(2, env.int("GUNICORN_THREADS", default=32) // 2))
+# in-flight calls to one portal (three quarters of GUNICORN_THREADS, at least 2: one busy portal
+# still gets 120 calls in flight over 5 processes, 64 people opening it at 200 ms need ~64, and a
+# quarter of the threads always serve everyone else); more get a quick "slow to answer" page.
+B24_PORTAL_MAX_CALLS = env.int("B24_PORTAL_MAX_CALLS",
+                               default=max(2, env.int("GUNICORN_THREADS", default=32) * 3 // 4))
 # A portal that timed out (or refused connections) this many times in a row is failed fast for
 # B24_BREAKER_SECONDS; then one call probes it.
 B24_BREAKER_FAILURES = env.int("B24_BREAKER_FAILURES", default=5)
