@@ -12,6 +12,8 @@ import threading
 from django.conf import settings
 from django.db import transaction
 
+from bitrix_widget.celery import publish
+
 logger = logging.getLogger(__name__)
 
 _request = threading.local()
@@ -36,28 +38,9 @@ def enqueue(task, *args, countdown: float = 0.0) -> None:
         _run_in_process(task, args)  # sees its own writes, so no need to wait for a commit
 
 
-_pools: dict = {}
-_pools_lock = threading.Lock()
-
-
-def _connection_pool(url: str):
-    """One pool of broker connections per URL: the URL is read from the settings at publish time
-    (not frozen into the Celery app when it was first configured)."""
-    with _pools_lock:
-        if url not in _pools:
-            from kombu import Connection
-
-            _pools[url] = Connection(url, connect_timeout=2).Pool(limit=32)
-        return _pools[url]
-
-
 def _publish(task, args, countdown: float) -> None:
     try:
-        with _connection_pool(settings.CELERY_BROKER_URL).acquire(block=True, timeout=2) as connection:
-            task.apply_async(
-                args=args, countdown=countdown or None, connection=connection, retry=True,
-                retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
-            )
+        publish(task, args, countdown=countdown)
     except Exception as exc:  # the row is stored; the requeue sweep sends it again later
         logger.warning("queue unavailable, %s left for the sweep: %s", task.name, type(exc).__name__)
 

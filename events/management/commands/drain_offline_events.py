@@ -24,20 +24,8 @@ class Command(PortalCommand):
 
     def add_arguments(self, parser):
         self.add_selection_arguments(parser)
-        parser.add_argument(
-            "--queue", action="store_true",
-            help="queue one task per portal for the Celery workers (CELERY_BROKER_URL) instead of draining here",
-        )
         self.add_run_arguments(parser)
 
     def handle(self, *args, **options):
         selection = self.select(options)
-        if options["queue"]:
-            from events.queue import enqueue
-            from events.tasks import drain_offline
-
-            for portal in selection.portals:
-                enqueue(drain_offline, portal.pk)
-            self.stdout.write(f"drain_offline_events: {len(selection.portals)} portal(s) queued for the workers")
-            return
         self.run(what="drain_offline_events", selection=selection, work=portal_drain, options=options)

@@ -125,6 +125,11 @@ class PortalCommand(BaseCommand):
             "--rate", type=positive(float), default=fanout.DEFAULT_PER_PORTAL_RATE,
             help="most requests a second to any one portal (default 2, Bitrix24's drain rate)",
         )
+        parser.add_argument(
+            "--queue", action="store_true",
+            help="hand each portal to the Celery workers (one task per portal, CELERY_BROKER_URL) "
+            "instead of working here: a run over 100,000 portals spreads over every worker machine",
+        )
 
     verbosity = 1
 
@@ -169,7 +174,11 @@ class PortalCommand(BaseCommand):
 
     def run(self, *, what: str, selection: fanout.Selection, work, options) -> list[fanout.PortalOutcome]:
         """Run ``work`` over the selection, print a line per portal, the recap and the summary, and
-        end with status 1 if any portal failed (after every other portal has had its turn)."""
+        end with status 1 if any portal failed (after every other portal has had its turn).
+        With ``--queue`` each portal becomes a task that runs this command on a worker."""
+        if options.get("queue"):
+            self.queue(what=what, selection=selection, options=options)
+            return []
         started = time.monotonic()
         skipped = [
             fanout.PortalOutcome(portal, "skipped", False, f"{skip_reason(portal)}; not called")
@@ -194,6 +203,24 @@ class PortalCommand(BaseCommand):
         progress.clear()
         self.summarise(what=what, outcomes=skipped + outcomes, seconds=time.monotonic() - started)
         return outcomes
+
+    def queue(self, *, what: str, selection: fanout.Selection, options) -> None:
+        """One ``portals.tasks.portal_command`` task per selected portal: the worker runs this same
+        command on that portal alone (its line is in the worker's log), so the work, its pacing
+        and the portal's shared request budget are exactly a run here."""
+        from bitrix_widget.celery import publish
+        from portals.tasks import portal_command, queued_command_options
+
+        if not settings.CELERY_BROKER_URL:
+            raise CommandError("--queue needs CELERY_BROKER_URL (the workers' broker)", returncode=USAGE_ERROR)
+        name = type(self).__module__.rsplit(".", 1)[-1]
+        own = queued_command_options(options)
+        for portal in selection.portals:
+            publish(portal_command, (name, portal.member_id, own))
+        self.stdout.write(
+            f"{what}: {len(selection.portals)} portal(s) queued for the workers"
+            + (f", {len(selection.skipped)} skipped" if selection.skipped else "")
+        )
 
     def summarise(self, *, what: str, outcomes, seconds: float) -> None:
         """The recap of the failures (if any), then the counts as the last line; PortalsFailed
