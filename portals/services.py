@@ -330,7 +330,11 @@ def _uninstall_confirmation(*, portal: Portal) -> str:
                 credential=credential,
                 action=lambda token: client.oauth_app_info(server=portal.server_endpoint, access_token=token),
             )
-        except _REFUSED:
+        except errors.NotInstalled:
+            # The OAuth server says the app is gone from the portal: that is about the portal,
+            # not one user's chain, and no user can make it say so while the app is installed.
+            return Confirmation.CONFIRMED
+        except _REFUSED:  # this chain is dead (spent, expired, its user left): ask the next one
             continue
         except errors.PaymentRequired:
             # Unpaid is still installed (protocol 15.4): not the refusal an uninstall leaves.

@@ -428,3 +428,16 @@ def test_the_widget_page_has_a_full_policy_and_every_tag_carries_its_nonce(clien
     assert tags and all(f'nonce="{nonce}"' in tag for tag in tags)
     assert " style=" not in html  # no inline style attribute (the policy refuses them)
     assert widget.post(client)["Content-Security-Policy"] != response["Content-Security-Policy"]  # a new nonce
+
+
+def test_a_genuine_uninstall_asks_the_oauth_server_once_however_many_users(client, fake_b24, widget):  # noqa: F811
+    """NOT_INSTALLED is the OAuth server speaking of the portal, so one answer is enough; a
+    dead chain (invalid_grant) only says that user's chain is gone, and the next one is asked."""
+    for user_id in range(10, 16):
+        fake_b24.add_user(widget.fake_portal, user_id)
+        assert widget.post(client, tokens=fake_b24.issue_tokens(widget.fake_portal, user_id=user_id)).status_code == 200
+    fake_b24.uninstall(widget.fake_portal)
+    fake_b24.reset_calls()
+    response = post_event(client, uninstall_body(fake_b24, widget.fake_portal))
+    assert response.status_code == 200 and response.json()["result"] == "uninstalled"
+    assert fake_b24.count(server="oauth") == 1

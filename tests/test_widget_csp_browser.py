@@ -22,6 +22,12 @@ def csp_messages(messages: list[str]) -> list[str]:
     return [text for text in messages if "Content Security Policy" in text]
 
 
+def frame_on_the_portal(host, widget, *, url: str, query: dict, body: dict) -> None:
+    """The stored portal lives on the host page's origin, which frames ``url`` with Bitrix24's POST."""
+    Portal.objects.filter(pk=widget.portal.pk).update(client_endpoint=f"{host.origin}/{widget.fake_portal.domain}/rest/")
+    host.page = host_page_html(origin=host.origin, action=f"{url}?{urlencode(query)}", fields=body)
+
+
 def open_framed(playwright, host, messages):
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
     page = browser.new_page(viewport={"width": 520, "height": 520})
@@ -39,10 +45,8 @@ def test_the_widget_works_under_its_policy_and_an_injected_script_does_not_run(
     widget = widget_setup(fake_b24, client, status="3")
     messages: list[str] = []
     with HostPage(fake_portal_base=fake_b24.portal_base) as host:
-        Portal.objects.filter(pk=widget.portal.pk).update(client_endpoint=f"{host.origin}/{widget.fake_portal.domain}/rest/")
         query, body = widget.payload()
-        host.page = host_page_html(origin=host.origin, action=f"{live_server.url}/placements/handler/?{urlencode(query)}",
-                                   fields=body)
+        frame_on_the_portal(host, widget, url=f"{live_server.url}/placements/handler/", query=query, body=body)
         with sync_playwright() as playwright:
             browser, page = open_framed(playwright, host, messages)
             try:
@@ -74,10 +78,8 @@ def test_the_app_pages_repair_form_posts_under_its_policy(live_server, fake_b24,
     widget.fake_portal.placements.clear()  # something for the repair to do
     messages: list[str] = []
     with HostPage(fake_portal_base=fake_b24.portal_base) as host:
-        Portal.objects.filter(pk=widget.portal.pk).update(client_endpoint=f"{host.origin}/{widget.fake_portal.domain}/rest/")
         query, body = install_payload(fake_b24, widget.fake_portal, fake_b24.issue_tokens(widget.fake_portal, user_id=1))
-        host.page = host_page_html(origin=host.origin, action=f"{live_server.url}/portals/app/?{urlencode(query)}",
-                                   fields=body)
+        frame_on_the_portal(host, widget, url=f"{live_server.url}/portals/app/", query=query, body=body)
         with sync_playwright() as playwright:
             browser, page = open_framed(playwright, host, messages)
             try:
