@@ -218,6 +218,19 @@ def test_offline_events_are_an_administrators(fake, portal):
     assert r.status_code == 200 and portal.events[-1]["offline"] == 1
 
 
+@pytest.mark.parametrize("method", ["event.offline.get", "event.offline.clear", "event.offline.error",
+                                    "event.offline.list", "placement.bind", "placement.unbind", "placement.get"])
+def test_the_rights_table_keeps_offline_events_and_placements_for_administrators(fake, portal, method):
+    from fake_bitrix24.rest import check_rights
+    from fake_bitrix24.state import ApiError
+
+    user = fake.add_user(portal, 9)
+    with pytest.raises(ApiError) as refused:
+        check_rights(portal, user, method)
+    assert refused.value.error == "ACCESS_DENIED"
+    check_rights(portal, portal.users[1], method)  # the administrator may
+
+
 def test_a_non_admins_batch_binds_the_online_events_but_no_placement(fake, portal):
     """Why the app asks `profile` before its bind batch: a mixed batch would half-succeed."""
     fake.add_user(portal, 9)
