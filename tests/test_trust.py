@@ -441,3 +441,19 @@ def test_a_genuine_uninstall_asks_the_oauth_server_once_however_many_users(clien
     response = post_event(client, uninstall_body(fake_b24, widget.fake_portal))
     assert response.status_code == 200 and response.json()["result"] == "uninstalled"
     assert fake_b24.count(server="oauth") == 1
+
+
+def test_every_framed_template_marks_its_script_and_style_with_the_nonce():
+    """A <script> or <style> without the nonce is refused by the page policy (the page breaks),
+    and so is a style="" attribute: every template a portal frames must follow it."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "templates"
+    templates = sorted([*root.glob("placements/*.html"), *root.glob("portals/*.html")])
+    assert templates
+    for template in templates:
+        source = template.read_text()
+        for tag in re.findall(r"<(?:script|style)\b[^>]*>", source):
+            assert 'nonce="{{ csp_nonce }}"' in tag, (template.name, tag)
+        assert not re.search(r"\sstyle=", source), template.name
