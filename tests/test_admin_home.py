@@ -222,6 +222,19 @@ def test_install_and_bind_record_bound_and_not_bound_for_the_list(install_portal
 def test_admin_home_at_a_million_invocations_is_a_few_bounded_queries(staff_client):
     seed.portals_filler(up_to=1000)
     seconds_to_seed = seed.invocations_generated(total=1_000_000)
+    try:
+        _admin_home_at_a_million(staff_client, seconds_to_seed)
+    finally:
+        if connection.vendor == "postgresql":
+            # The seed's ANALYZE wrote the planner's row estimate in place (a rollback keeps it):
+            # put it back to an empty table, or the invocation list's capped count would read
+            # "a million" in the tests that follow.
+            Invocation.objects.all().delete()
+            with connection.cursor() as cursor:
+                cursor.execute(f"ANALYZE {Invocation._meta.db_table}")
+
+
+def _admin_home_at_a_million(staff_client, seconds_to_seed: float) -> None:
     assert Invocation.objects.count() == 1_000_000
     started = time.perf_counter()
     assert staff_client.get("/admin/").status_code == 200  # the first visit adds up the closed days
