@@ -156,6 +156,23 @@ def test_task_get_shape_and_actions(fake, portal):
     assert call(portal, "tasks.task.complete", tok, taskId=8017).json()["result"]["task"]["status"] == "5"
 
 
+def test_task_pause_renew_and_control_follow_the_action_rights(fake, portal):
+    fake.add_user(portal, 5)
+    fake.add_task(portal, 40, status="3", created_by=1, responsible_id=5)
+    creator, responsible = fake.issue_tokens(portal)["access_token"], fake.issue_tokens(portal, user_id=5)["access_token"]
+    assert call(portal, "tasks.task.pause", responsible, taskId=40).json()["result"]["task"]["status"] == "2"
+    assert call(portal, "tasks.task.pause", responsible, taskId=40).json()["error"] == "ERROR_CORE"  # not in progress
+    fake.add_task(portal, 41, status="4", created_by=1, responsible_id=5)
+    seen_by_responsible = call(portal, "tasks.task.get", responsible, taskId=41).json()["result"]["task"]["action"]
+    assert (seen_by_responsible["approve"], seen_by_responsible["complete"]) == (False, False)
+    assert call(portal, "tasks.task.approve", responsible, taskId=41).json()["error"] == "ERROR_CORE"
+    assert call(portal, "tasks.task.get", creator, taskId=41).json()["result"]["task"]["action"]["disapprove"] is True
+    assert call(portal, "tasks.task.disapprove", creator, taskId=41).json()["result"]["task"]["status"] == "2"
+    fake.add_task(portal, 42, status="4", created_by=1, responsible_id=5)
+    assert call(portal, "tasks.task.approve", creator, taskId=42).json()["result"]["task"]["status"] == "5"
+    assert call(portal, "tasks.task.renew", creator, taskId=42).json()["result"]["task"]["status"] == "2"
+
+
 def test_placement_bind_duplicate_is_error_core(fake, portal):
     tok = fake.issue_tokens(portal)["access_token"]
     r = call(portal, "placement.bind", tok, PLACEMENT="TASK_VIEW_TOP_PANEL", HANDLER=HANDLER, TITLE="W")

@@ -23,10 +23,13 @@ def visible(task: FakeTask, user: FakeUser) -> bool:
     return task.visible_to is None or user.id in task.visible_to
 
 
-def allowed_actions(task: FakeTask) -> dict:
+def allowed_actions(task: FakeTask, user: FakeUser | None = None) -> dict:
+    """What Bitrix24's `action` block says this user may do now. A task awaiting control (4) is
+    approved or returned to work by its creator; its responsible cannot complete it again."""
     s = task.status
-    return {"accept": False, "decline": False, "complete": s != "5", "approve": False,
-            "disapprove": False, "start": s in ("1", "2", "6"), "pause": s == "3",
+    controls = s == "4" and user is not None and (user.id == task.created_by or user.admin)
+    return {"accept": False, "decline": False, "complete": s not in ("4", "5"), "approve": controls,
+            "disapprove": controls, "start": s in ("1", "2", "6"), "pause": s == "3",
             "delegate": True, "remove": True, "edit": True, "defer": s in ("1", "2", "3"),
             "renew": s in ("5", "6"), "create": True, "changeDeadline": True,
             "checklistAddItems": True, "addFavorite": True, "deleteFavorite": False,
@@ -42,7 +45,7 @@ def user_json(portal: FakePortal, uid: int) -> dict:
             "workPosition": u.work_position}
 
 
-def task_json(portal: FakePortal, task: FakeTask, select: Any = None) -> dict:
+def task_json(portal: FakePortal, task: FakeTask, select: Any = None, user: FakeUser | None = None) -> dict:
     """camelCase task object as tasks.task.get returns it (section 7); all scalars are strings."""
     full = {
         "id": str(task.id), "parentId": None, "title": task.title, "description": task.description,
@@ -64,7 +67,7 @@ def task_json(portal: FakePortal, task: FakeTask, select: Any = None) -> dict:
         "creator": user_json(portal, task.created_by),
         "responsible": user_json(portal, task.responsible_id),
         "accomplices": [], "auditors": [], "accomplicesData": [], "auditorsData": [],
-        "newCommentsCount": 0, "action": allowed_actions(task),
+        "newCommentsCount": 0, "action": allowed_actions(task, user),
     }
     if isinstance(select, dict):
         select = list(select.values())
@@ -89,7 +92,7 @@ def get(fake, portal, user, p):
     task = portal.tasks.get(task_id(p))
     if task is None or not visible(task, user):
         return []  # section 0.8 / 7: missing or forbidden -> empty ARRAY
-    return {"task": task_json(portal, task, ci(p, "select"))}
+    return {"task": task_json(portal, task, ci(p, "select"), user)}
 
 
 def task_event_data(event: str, task_id) -> dict:
@@ -109,11 +112,11 @@ def status_action(action: str, new_status: str):
         task = portal.tasks.get(task_id(p))
         if task is None or not visible(task, user):
             raise ApiError(400, "ERROR_CORE", "Task not found or not accessible")
-        if not allowed_actions(task)[action]:
+        if not allowed_actions(task, user)[action]:
             raise ApiError(400, "ERROR_CORE", "Action is not allowed")
         task.status = new_status
         offline.queue_record(portal, "ONTASKUPDATE", str(task.id), task_event_data("ONTASKUPDATE", task.id))
-        return {"task": task_json(portal, task)}
+        return {"task": task_json(portal, task, user=user)}
 
     return method
 
@@ -123,4 +126,8 @@ METHODS = {
     "tasks.task.start": status_action("start", "3"),
     "tasks.task.complete": status_action("complete", "5"),
     "tasks.task.defer": status_action("defer", "6"),
+    "tasks.task.pause": status_action("pause", "2"),  # back to pending
+    "tasks.task.renew": status_action("renew", "2"),  # a completed or deferred task, pending again
+    "tasks.task.approve": status_action("approve", "5"),  # control accepted: completed
+    "tasks.task.disapprove": status_action("disapprove", "2"),  # returned to work: pending
 }
