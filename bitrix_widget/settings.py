@@ -112,8 +112,9 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en"
-LANGUAGES = [("en", "English"), ("ru", "Русский"), ("de", "Deutsch")]
+LANGUAGES = [("en", "English"), ("ru", "Русский"), ("de", "Deutsch"), ("uk", "Українська"), ("pl", "Polski")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
+FORMAT_MODULE_PATH = ["bitrix_widget.formats"]  # dates in a sentence ("7 декабря 2026", no "г.")
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

@@ -43,14 +43,18 @@ class Placement:
     # Load commands whose failure only leaves a detail blank (a stage's name, a person's name).
     optional_commands: tuple[str, ...] = ()
     actions: dict[str, str] = {}
+    # What the page and the answers say that names the entity (lazy translations), by the key
+    # placements/states.py looks up: "<state>_title"/"<state>_text" for a state of the frame,
+    # "gone"/"refused_note" for a failed action's note, "done_<action>" for a finished one.
     words: dict = {
         "title": _("Widget"),
         "not_found_title": _("Not found"),
-        "not_found_text": _("It does not exist, or you do not have access to it."),
-        "gone": _("It was not found, or you no longer have access to it."),
-        "session_expired": _("Your Bitrix24 session has expired. Close the card and open it again."),
-        "unreachable_text": _("Bitrix24 could not be reached or did not answer in time. Close the card and open it again in a minute."),
-        "error_text": _("Bitrix24 answered with an error. Close the card and open it again."),
+        "not_found_text": _("It may have been deleted, or you do not have access to it."),
+        "unreachable_title": _("Could not load the data"),
+        "error_title": _("Could not load the data"),
+        "error_text": _("Bitrix24 could not pass the data to the app just now. Try again in a minute."),
+        "gone": _("It is gone, or you no longer have access to it."),
+        "refused_note": _("Bitrix24 did not allow this. The widget shows how things are now."),
     }
 
     def __init_subclass__(cls, **kwargs):

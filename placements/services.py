@@ -11,7 +11,6 @@ import time
 from dataclasses import dataclass, field
 
 from django.utils import translation
-from django.utils.translation import gettext_lazy as _
 
 from placements import registry
 from placements.models import Invocation
@@ -26,19 +25,22 @@ from portals.tokens import ReauthRequired, portal_batch, portal_mark_payment_req
 
 logger = logging.getLogger(__name__)
 
-NOT_INSTALLED = _("This app is not installed on this Bitrix24 portal.")
-SESSION_NOT_RENEWED = "Your Bitrix24 session cannot be renewed. Close the task and open it again."
-
-
 class WidgetRefused(Refused):
-    """A widget POST we do not serve (403): nothing is written and nothing is called."""
+    """A widget POST we do not serve (403): nothing is written and nothing is called.
+
+    The message is English, for the log; the page shows the translated sentences of ``state``
+    (placements/states.py)."""
 
     state = "refused"
     status = 403
 
 
+class NotInstalled(WidgetRefused):
+    state = "not_installed"
+
+
 class SessionExpired(WidgetRefused):
-    """Bitrix24 refused the posted AUTH_ID: the user must reopen the task card for a new one."""
+    """Bitrix24 refused the posted AUTH_ID: reloading the Bitrix24 page posts a fresh one."""
 
     state = "session_expired"
 
@@ -50,13 +52,17 @@ class PaymentRequired(WidgetRefused):
     status = 402
 
 
-PAYMENT_REQUIRED = _(
-    "The subscription to this app has ended on your Bitrix24. Ask your Bitrix24 administrator to renew it."
-)
+PAYMENT_REQUIRED = "the app's subscription on the portal has ended"
 
 
 class ActionRefused(Refused):
-    """Bitrix24 refused the action for this user (403), e.g. the task cannot be completed now."""
+    """An action that did not happen (403): ``state`` names the note the widget shows; ``answer``
+    is the entity as it is now (``{"task": ...}``) when Bitrix24 told us, so the page shows it
+    instead of a stale one."""
+
+    def __init__(self, detail: str, *, state: str = "refused", answer: dict | None = None):
+        super().__init__(detail)
+        self.state, self.answer = state, answer
 
 
 widget_language = payload.language_code  # one rule for every page a person reads
@@ -108,14 +114,14 @@ def portal_for_widget(*, member_id: str) -> Portal:
         portal = Portal.objects.served().defer("application_token").get(member_id=member_id)
     except Portal.DoesNotExist:
         # Unknown or uninstalled: calling the stored endpoint would hand a stranger's token around.
-        raise WidgetRefused(NOT_INSTALLED) from None
+        raise NotInstalled("the app is not installed on this portal") from None
     if portal.status == Portal.Status.PAYMENT_REQUIRED:
         # Bitrix24 would refuse every call until the renewal (ONAPPPAYMENT brings the portal back).
         raise PaymentRequired(PAYMENT_REQUIRED)
     return portal
 
 
-DOMAIN_MISMATCH = _("The portal address does not match the installed portal.")
+DOMAIN_MISMATCH = "the posted DOMAIN does not match the installed portal"
 
 
 def _same_domain(a: str, b: str) -> bool:
@@ -202,8 +208,8 @@ def _widget_open_admitted(*, portal: Portal, request: WidgetRequest) -> WidgetPa
     except errors.AuthError as exc:
         logger.info("widget refused: portal %s answered %s for the posted token", portal.member_id, exc.code)
         if isinstance(exc, errors.NotInstalled):
-            raise WidgetRefused(NOT_INSTALLED) from None
-        raise SessionExpired(placement.words["session_expired"]) from None
+            raise NotInstalled(f"the portal answered {exc.code}") from None
+        raise SessionExpired(f"the portal answered {exc.code} for the posted token") from None
     except (errors.BitrixError, client.UntrustedEndpoint) as exc:
         page.state, page.status, page.detail = _outcome_for(exc)
         result = None
@@ -220,7 +226,7 @@ def _widget_open_admitted(*, portal: Portal, request: WidgetRequest) -> WidgetPa
     if result and viewer is None:
         error = result.errors.get("profile")
         if isinstance(error, errors.AuthError):
-            raise SessionExpired(placement.words["session_expired"])
+            raise SessionExpired(f"the profile call answered {error.code}")
         page.state, page.status, page.detail = _outcome_for(error or errors.BitrixError("NO_PROFILE"))
     if viewer is not None:
         page.viewer = viewer
@@ -243,7 +249,7 @@ def _widget_open_admitted(*, portal: Portal, request: WidgetRequest) -> WidgetPa
     if not still_installed:  # uninstalled while this open's batch was in flight
         invocation.delete()
         page.action_token = ""
-        raise WidgetRefused(NOT_INSTALLED)
+        raise NotInstalled("the app was uninstalled during the open")
     metrics.widget_opens.labels(placement.code, "ok" if page.state in ("ok", "not_found") else "error").inc()
     metrics.widget_open_seconds.labels(placement.code).observe(time.monotonic() - started)
     return page
@@ -280,16 +286,12 @@ def _fill_entity(page: WidgetPage, *, result: client.BatchResult, request: Widge
     )
 
 
-def _payment_required(grant: ActionGrant) -> PaymentRequired:
-    """The refusal of an action on an unpaid portal, in the language the widget was opened in."""
-    with translation.override(grant.lang):
-        return PaymentRequired(str(PAYMENT_REQUIRED))
-
-
 def widget_action(*, grant: ActionGrant, action: str) -> dict:
     """Run ``action`` for the token's viewer with their stored credential; the answer is the
     entity after it, under the placement's ``answer_key`` (``{"task": ...}``, ``{"deal": ...}``).
 
+    One batch: the action, then the entity, even when the action fails (``halt`` off), so a
+    refusal comes with the entity as it is now (completed elsewhere, say), never a stale one.
     The token service refreshes the viewer's tokens once AUTH_EXPIRES has elapsed, and once more
     if Bitrix24 answers expired_token early. Raises PayloadError (400) for an unknown action,
     ActionTokenInvalid/ActionRefused (403), PaymentRequired (402), BitrixError (502/504).
@@ -305,36 +307,39 @@ def widget_action(*, grant: ActionGrant, action: str) -> dict:
         .first()
     )
     if credential is not None and credential.portal.status == Portal.Status.PAYMENT_REQUIRED:
-        raise _payment_required(grant)
+        raise PaymentRequired(PAYMENT_REQUIRED)
     if credential is None or not (credential.access_token or credential.refresh_token):
-        raise ActionRefused(SESSION_NOT_RENEWED)
+        raise ActionRefused("no stored credential for the viewer", state="session_expired")
     commands = dict(placement.load_commands(grant.entity_id))
     call = placement.action_command(action, grant.entity_id)
     if call is not None:
         commands = {"action": call, **commands}
     try:
         # No rate-limit retries inside a widget request: the script shows "try again" (a 503).
-        result = portal_batch(credential=credential, commands=commands, halt=True, retry_rate_limited=False)
+        result = portal_batch(credential=credential, commands=commands, halt=False, retry_rate_limited=False)
     except errors.PaymentRequired:  # the token service has marked the portal
-        raise _payment_required(grant) from None
+        raise PaymentRequired(PAYMENT_REQUIRED) from None
     except (ReauthRequired, errors.InvalidToken, errors.ExpiredToken, errors.NotInstalled) as exc:
         # The token service's own words are for operators (they name the user): the viewer
-        # only needs to know that reopening brings a new session.
-        logger.info("widget action refused: %s", exc.code)
-        raise ActionRefused(SESSION_NOT_RENEWED) from None
+        # only needs to know that reloading the page brings a new session.
+        raise ActionRefused(f"session not renewed: {exc.code}", state="session_expired") from None
     entity_errors = _entity_errors(placement, result)
-    action_error = result.errors.get("action")
-    for error in ([action_error] if action_error else []) + entity_errors:
+    refusal = result.errors.get("action")
+    for error in ([refusal] if refusal else []) + entity_errors:
         if isinstance(error, (errors.TransportError, errors.RateLimited)):
             raise error
-        if error is action_error or not placement.is_missing(error):
-            raise ActionRefused(f"Bitrix24 refused: {error.description or error.code}.")
+    failing = [error for error in entity_errors if not placement.is_missing(error)]
+    if failing:
+        raise ActionRefused(f"Bitrix24 refused the load: {failing[0].code}", state="error")
     with translation.override(grant.lang):
         entity = None if entity_errors else placement.view(
             result.results, origin=credential.portal.origin, options={}, viewer_id=grant.user_id
         )
     if entity is None:
-        with translation.override(grant.lang):
-            raise ActionRefused(str(placement.words["gone"]))
+        raise ActionRefused("the entity is missing or forbidden now", state="not_found")
+    if refusal is not None:
+        logger.info("widget action %s on %s %s refused: %s %s", action, placement.code, grant.entity_id,
+                    refusal.code, refusal.description)
+        raise ActionRefused(f"Bitrix24 refused: {refusal.code}", answer={placement.answer_key: entity})
     logger.info("widget action %s on %s %s by user %s", action, placement.code, grant.entity_id, grant.user_id)
     return {placement.answer_key: entity}

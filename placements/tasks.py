@@ -16,12 +16,16 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 TASK_SELECT = ["ID", "TITLE", "STATUS", "PRIORITY", "DEADLINE", "RESPONSIBLE_ID", "CREATED_BY"]
+# The status actions the widget offers, each a ``tasks.task.<name>`` method and a key of the
+# ``action`` block in which Bitrix24 says whether this viewer may take it now (protocol 7).
+# disapprove is "Return to work" for a task awaiting control.
+TASK_ACTIONS = ("start", "pause", "complete", "approve", "disapprove", "renew", "defer")
 
 STATUS_LABELS = {
     "1": gettext_lazy("New"),
     "2": gettext_lazy("Pending"),
     "3": gettext_lazy("In progress"),
-    "4": gettext_lazy("Awaiting review"),
+    "4": gettext_lazy("Awaiting control"),
     "5": gettext_lazy("Completed"),
     "6": gettext_lazy("Deferred"),
     "7": gettext_lazy("Declined"),
@@ -68,16 +72,27 @@ def portal_url(origin: str, path) -> str:
     return url if urlsplit(url).scheme in ("http", "https") else ""
 
 
+def portal_path(origin: str, url: str) -> str:
+    """The path of ``url`` when it is on the portal itself, else "" (openPath takes paths only)."""
+    if not url.startswith(origin + "/"):
+        return ""
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
 def person_view(person, *, origin: str) -> dict:
     person = person if isinstance(person, dict) else {}
     name = _text(person.get("name"), 200)
     initials = "".join(word[0] for word in name.split()[:2]).upper() or "?"
+    url = portal_url(origin, person.get("link"))
     return {
         "id": _text(person.get("id"), 20),
         "name": name or _("Unknown user"),
         "initials": initials,
         "icon": portal_url(origin, person.get("icon")),
-        "url": portal_url(origin, person.get("link")),
+        "url": url,
+        # BX24.openPath opens a path on the same portal in a slider (protocol 17).
+        "path": portal_path(origin, url),
         "position": _text(person.get("workPosition"), 200),
     }
 
@@ -94,7 +109,8 @@ def deadline_view(value, *, status: str, now: dt.datetime | None = None) -> dict
     if timezone.is_naive(deadline):
         deadline = timezone.make_aware(deadline, dt.timezone.utc)
     overdue = status not in FINISHED_STATUSES and deadline < (now or timezone.now())
-    text = f"{date_format(deadline, 'DATE_FORMAT')} {time_format(deadline, 'H:i')}"
+    # "15 января 2025, 18:00": the date as the language writes it (bitrix_widget/formats), then the time.
+    text = f"{date_format(deadline, 'DATE_FORMAT')}, {time_format(deadline, 'H:i')}"
     return {"iso": deadline.isoformat(), "text": text, "overdue": overdue}
 
 
@@ -121,9 +137,10 @@ def task_view(result, *, origin: str, uri=None, viewer_id: int | None = None) ->
         "responsible": person_view(task.get("responsible"), origin=origin),
         "creator": person_view(task.get("creator"), origin=origin),
         "url": url,
-        # Bitrix24 says which actions this user may take now; without that answer, offer all.
+        # Bitrix24 says which actions this user may take now; without that answer, offer only the
+        # three every task has, as the widget always did.
         "can": {
-            name: bool(allowed.get(name)) if allowed is not None else True
-            for name in ("start", "complete", "defer")
+            name: bool(allowed.get(name)) if allowed is not None else name in ("start", "complete", "defer")
+            for name in TASK_ACTIONS
         },
     }

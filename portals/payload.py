@@ -15,7 +15,9 @@ _BRACKETS = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
 MAX_BRACKET_DEPTH = 4
 
 
-LANGUAGES = ("en", "ru", "de")
+LANGUAGES = ("en", "ru", "de", "uk", "pl")
+# Bitrix24's LANG codes that are not the ISO code Django's catalogues use.
+BITRIX_LANGUAGE_CODES = {"ua": "uk"}
 
 
 _ASCII_NUMBER = re.compile(r"[0-9]+")
@@ -186,8 +188,9 @@ def placement_options(params: dict, name: str = "PLACEMENT_OPTIONS") -> dict:
 
 
 def language_code(value: str) -> str:
-    """Bitrix24's LANG (``en``, ``ru``, ``de``, ``ua``, ``br``...) as one of ours, else English."""
+    """Bitrix24's LANG (``en``, ``ru``, ``de``, ``ua``, ``pl``, ``br``...) as one of ours, else English."""
     code = (value or "").strip().lower().replace("_", "-").split("-")[0]
+    code = BITRIX_LANGUAGE_CODES.get(code, code)
     return code if code in LANGUAGES else "en"
 
 

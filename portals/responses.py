@@ -2,6 +2,7 @@
 from django.http import JsonResponse
 
 
-def json_error(status: int, message: str) -> JsonResponse:
-    """``message`` is for a person to read: it says what was wrong, never a token."""
-    return JsonResponse({"status": "error", "message": message}, status=status)
+def json_error(status: int, message: str, **extra) -> JsonResponse:
+    """``message`` is for a person to read: it says what was wrong, never a token. ``extra``
+    keys (a ``state`` the script explains, say) come beside it."""
+    return JsonResponse({"status": "error", "message": message, **extra}, status=status)

@@ -4,8 +4,8 @@ The host page (127.0.0.2, playing the portal) embeds an iframe and auto-submits 
 POST into it. It forwards the portal's REST calls to the fake, so the stored client_endpoint, and
 with it the frame-ancestors origin, is the host page's own origin, as on a real portal.
 
-It also serves a stand-in for Bitrix24's JS library (``//api.bitrix24.com/api/v1/`` is routed to
-it): like the real one (protocol 9 and 17), ``fitWindow`` asks for the document's scrollHeight,
+It also serves the sandbox's stand-in for Bitrix24's JS library (``//api.bitrix24.com/api/v1/`` is
+routed to it): like the real one (protocol 9 and 17), ``fitWindow`` asks for the document's scrollHeight,
 ``resizeWindow`` asks for a given height, ``reloadWindow`` reloads the whole card and ``openPath``
 opens a slider; the host page really resizes its iframe, so a test sees what a user would.
 """
@@ -19,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import urlencode
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -63,36 +64,8 @@ HOST_PAGE = """<!doctype html>
 </body></html>
 """
 
-# The stand-in BX24 library: the calls the widget makes, sent to the parent as real BX24 does.
-BX24_STAND_IN = """(function () {
-  function send(command, params) { window.parent.postMessage({bx24: command, params: params || {}}, "*"); }
-  function size() {
-    return {scrollWidth: document.documentElement.scrollWidth, scrollHeight: document.documentElement.scrollHeight};
-  }
-  window.BX24 = {
-    init: function (callback) { setTimeout(callback, 0); },
-    getScrollSize: size,
-    fitWindow: function (callback) {
-      send("resizeWindow", {width: "100%", height: size().scrollHeight});
-      if (callback) { callback(); }
-    },
-    resizeWindow: function (width, height, callback) {
-      if (parseInt(height, 10) > 0) { send("resizeWindow", {width: width, height: parseInt(height, 10)}); }
-      if (callback) { callback(); }
-    },
-    reloadWindow: function () { send("reloadWindow"); },
-    openPath: function (path, callback) {
-      send("openPath", {path: path});
-      if (callback) { callback({result: "close"}); }
-    },
-    placement: {
-      info: function () { return {placement: "TASK_VIEW_TOP_PANEL", options: {}}; },
-      getInterface: function (callback) { callback({command: [], event: []}); }
-    }
-  };
-  window.bx24StandIn = true;
-})();
-"""
+# The stand-in BX24 library the sandbox serves too: each call posted to the parent, as real BX24 does.
+BX24_STAND_IN = (Path(__file__).resolve().parent.parent / "sandbox" / "static" / "sandbox" / "bx24.js").read_text()
 
 
 class HostPage:
@@ -114,7 +87,7 @@ class HostPage:
                     return self._answer(200, "text/html; charset=utf-8", host.page)
                 if self.path.startswith("/bx24.js"):
                     time.sleep(host.library_delay)
-                    return self._answer(200, "application/javascript", BX24_STAND_IN.encode())
+                    return self._answer(200, "application/javascript", BX24_STAND_IN.encode(), cache=False)
                 return self._forward()
 
             def do_POST(self):
@@ -137,9 +110,11 @@ class HostPage:
                     status, content_type, data = error.code, error.headers["Content-Type"], error.read()
                 self._answer(status, content_type or "application/json", data)
 
-            def _answer(self, status, content_type, data):
+            def _answer(self, status, content_type, data, cache=True):
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
+                if not cache:  # every test's page fetches the library anew, with its own delay
+                    self.send_header("Cache-Control", "no-store")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)

@@ -104,7 +104,7 @@ def test_dead_refresh_token_is_403(widget, client):
     credential.save()
     response = act(client, token, "complete")
     assert response.status_code == 403
-    assert "open it again" in response.json()["message"]
+    assert response.json()["state"] == "session_expired" and "Reload the page" in response.json()["message"]
     assert widget.task.status == "2"
     # A viewer's dead chain is not the portal's problem.
     assert Portal.objects.get(pk=widget.portal.pk).status == Portal.Status.ACTIVE
@@ -113,7 +113,7 @@ def test_dead_refresh_token_is_403(widget, client):
 def test_missing_token_is_403(widget, client):
     response = client.post("/placements/action/", {"action": "complete"})
     assert response.status_code == 403
-    assert "missing" in response.json()["message"]
+    assert response.json()["state"] == "session_expired"
     assert widget.fake.count() == 0
 
 
@@ -161,7 +161,7 @@ def test_token_lasts_well_past_auth_expires(widget, client):
 def test_unknown_action_is_400(widget, client):
     response = act(client, widget.action_token(client), "delete")
     assert response.status_code == 400
-    assert "Unknown action" in response.json()["message"]
+    assert response.json()["state"] == "bad_request" and "delete" not in response.json()["message"]
     assert widget.task.status == "2"
 
 
@@ -174,10 +174,24 @@ def test_action_for_an_uninstalled_portal_is_403(widget, client):
 
 
 def test_action_bitrix24_refuses_is_403(widget, client):
-    widget.task.status = "5"  # completing a completed task is not allowed
-    response = act(client, widget.action_token(client), "complete")
+    token = widget.action_token(client)
+    widget.task.status = "5"  # completed elsewhere meanwhile: completing it again is not allowed
+    widget.fake.reset_calls()
+    response = act(client, token, "complete")
     assert response.status_code == 403
-    assert "Bitrix24 refused" in response.json()["message"]
+    answer = response.json()
+    assert answer["state"] == "refused" and "ERROR_CORE" not in answer["message"]
+    # The refusal comes with the task as it is now, so the widget never shows a stale state.
+    assert answer["task"]["status"] == "5" and answer["task"]["can"]["complete"] is False
+    assert widget.fake.count("batch") == 1
+
+
+def test_action_refusal_is_in_the_viewers_language(widget, client):
+    widget.task.status = "5"
+    response = act(client, widget.action_token(client, LANG="de"), "start")
+    assert response.status_code == 403
+    assert response.json()["message"].startswith("Bitrix24 hat das nicht erlaubt")
+    assert response.json()["task"]["status_label"] == "Abgeschlossen"
 
 
 def test_action_on_a_task_gone_from_view_is_403(widget, client):
@@ -185,7 +199,7 @@ def test_action_on_a_task_gone_from_view_is_403(widget, client):
     widget.task.visible_to = {1}
     response = act(client, token, "reload")
     assert response.status_code == 403
-    assert "no longer have access" in response.json()["message"]
+    assert response.json()["state"] == "not_found" and "no longer have access" in response.json()["message"]
 
 
 def test_action_when_bitrix24_hangs_is_504(widget, client):

@@ -19,13 +19,19 @@ from tests.helpers import install_portal
 pytestmark = pytest.mark.django_db
 
 
-def assert_refused(response, widget, status: int, *, outbound: int = 0, text: str = ""):
-    """A refusal: the status, a page saying why, nothing written, and no (or the given) call out."""
+def assert_refused(response, widget, status: int, *, outbound: int = 0, text: str = "", state: str = "",
+                   logged: str = "", caplog=None):
+    """A refusal: the status, a page saying why (``state``) in words a person reads, nothing
+    written, and no (or the given) call out; the technical reason (``logged``) is in the log only."""
     assert response.status_code == status, response.content.decode()[:500]
     body = response.content.decode()
     assert 'id="b24-widget"' in body and "data-action-token" not in body
     if text:
         assert text in body
+    if state:
+        assert f'data-state="{state}"' in body
+    if logged:
+        assert logged in caplog.text and logged not in body
     assert Invocation.objects.count() == 0
     assert not Credential.objects.filter(user_id=VIEWER_ID).exists()
     assert widget.fake.count() == outbound
@@ -46,11 +52,15 @@ def test_open_shows_the_task(widget, client):
     # Relative picture paths resolve against the stored portal origin.
     assert f'src="{widget.portal.origin}/upload/anna.png"' in body
     assert f'src="{widget.portal.origin}/bitrix/images/tasks/default_avatar.png"' in body
-    assert f'href="{widget.portal.origin}/company/personal/user/{VIEWER_ID}/tasks/task/view/{TASK_ID}/"' in body
+    # No link to the card the user is already in; people open in the portal's slider (data-path).
+    assert "/tasks/task/view/" not in body
+    assert f'href="{widget.portal.origin}/company/personal/user/{VIEWER_ID}/"' in body
+    assert f'data-path="/company/personal/user/{VIEWER_ID}/"' in body and 'title="Anna Petrova"' in body
     assert 'data-action-url="http://testserver/placements/action/"' in body
     assert action_token_from(body)
-    assert "//api.bitrix24.com/api/v1/" in body and "BX24.fitWindow()" in body
-    assert "if (window.BX24" in body
+    assert '<script id="b24-library" src="//api.bitrix24.com/api/v1/" async>' in body
+    assert "resizeWindow" in body and "fitWindow()" not in body
+    assert "{#" not in body and "{%" not in body  # no template comment or tag shown as text
 
 
 def test_open_makes_exactly_one_outbound_request(widget, client):
@@ -164,7 +174,7 @@ def test_unreachable_bitrix24_is_504_with_its_state(widget, client):
     response = widget.post(client)
     assert response.status_code == 504
     body = response.content.decode()
-    assert 'data-state="unreachable"' in body and "Bitrix24 is unreachable" in body
+    assert 'data-state="unreachable"' in body and "could not reach your Bitrix24" in body and "data-reload" in body
     assert "Traceback" not in body
     invocation = Invocation.objects.get()
     assert invocation.outcome == "error" and invocation.user_id is None
@@ -201,8 +211,18 @@ def test_page_is_localised_from_lang(widget, client, lang, expected):
         assert text in body
 
 
+@pytest.mark.parametrize(
+    "lang, expected",
+    [("ua", ["Завершити", '<html lang="uk">']), ("pl", ["Zakończ", '<html lang="pl">'])],
+)
+def test_ukrainian_and_polish_are_served(widget, client, lang, expected):
+    body = widget.post(client, LANG=lang).content.decode()
+    for text in expected:
+        assert text in body
+
+
 def test_unknown_lang_falls_back_to_english(widget, client):
-    body = widget.post(client, LANG="ua", headers={"Accept-Language": "ru"}).content.decode()
+    body = widget.post(client, LANG="br", headers={"Accept-Language": "ru"}).content.decode()
     assert '<html lang="en">' in body and "Complete" in body and "Завершить" not in body
 
 
@@ -252,21 +272,21 @@ def test_handler_needs_no_csrf_token(widget):
 # --- refused --------------------------------------------------------------------------------------
 
 
-def test_unknown_portal_is_403(widget, client):
+def test_unknown_portal_is_403(widget, client, caplog):
     response = widget.post(client, member_id="0" * 32)
-    assert_refused(response, widget, 403, text="not installed")
+    assert_refused(response, widget, 403, state="not_installed", logged="not installed on this portal", caplog=caplog)
 
 
-def test_uninstalled_portal_is_403(widget, client):
+def test_uninstalled_portal_is_403(widget, client, caplog):
     Portal.objects.filter(pk=widget.portal.pk).update(status=Portal.Status.UNINSTALLED)
     response = widget.post(client)
-    assert_refused(response, widget, 403, text="not installed")
+    assert_refused(response, widget, 403, state="not_installed", logged="not installed on this portal", caplog=caplog)
 
 
-def test_domain_mismatch_is_403(widget, client):
+def test_domain_mismatch_is_403(widget, client, caplog):
     """The posted token goes to the stored endpoint only (one batch), never to the posted DOMAIN."""
     response = widget.post(client, DOMAIN="evil.example.com")
-    assert_refused(response, widget, 403, outbound=1, text="does not match")
+    assert_refused(response, widget, 403, outbound=1, state="refused", logged="posted DOMAIN", caplog=caplog)
     assert widget.fake.count(server="oauth") == 0
 
 
@@ -275,19 +295,19 @@ def test_domain_in_other_case_with_trailing_dot_is_200(widget, client):
     assert response.status_code == 200
 
 
-def test_token_of_another_portal_is_403(widget, client):
+def test_token_of_another_portal_is_403(widget, client, caplog):
     other = widget.fake.add_portal(domain="portal-2.example.com")
     widget.fake.add_user(other, VIEWER_ID)
     foreign = widget.fake.issue_tokens(other, user_id=VIEWER_ID)
     response = widget.post(client, tokens=foreign)
-    assert_refused(response, widget, 403, outbound=1, text="session has expired")
+    assert_refused(response, widget, 403, outbound=1, state="session_expired", logged="posted token", caplog=caplog)
     assert 'data-state="session_expired"' in response.content.decode()
 
 
-def test_expired_posted_token_is_403_with_reopen_state(widget, client):
+def test_expired_posted_token_is_403_with_reopen_state(widget, client, caplog):
     widget.fake.expire_access_token(widget.tokens["access_token"])
     response = widget.post(client)
-    assert_refused(response, widget, 403, outbound=1, text="Close the task and open it again")
+    assert_refused(response, widget, 403, outbound=1, state="session_expired", logged="posted token", caplog=caplog)
     assert widget.fake.count("oauth/token") == 0  # the posted token proves the user: no refresh on open
 
 
@@ -300,9 +320,9 @@ def test_app_unpaid_on_the_portal_shows_the_payment_required_page(widget, client
     assert widget.portal.status == "payment_required"
 
 
-def test_missing_task_id_is_400(widget, client):
+def test_missing_task_id_is_400(widget, client, caplog):
     response = widget.post(client, PLACEMENT_OPTIONS=json.dumps({"URI": "/x/"}))
-    assert_refused(response, widget, 400, text="taskId")
+    assert_refused(response, widget, 400, state="bad_request", logged="taskId", caplog=caplog)
 
 
 @pytest.mark.parametrize("options", ['{"taskId":"abc"}', '{"taskId":"-3"}', '{"taskId":"0"}', '{"taskId":"1.5"}',
@@ -312,8 +332,8 @@ def test_non_numeric_task_id_is_400(widget, client, options):
 
 
 @pytest.mark.parametrize("options", ["undefined", "", None])
-def test_placement_options_undefined_or_missing_is_400(widget, client, options):
-    assert_refused(widget.post(client, PLACEMENT_OPTIONS=options), widget, 400, text="taskId")
+def test_placement_options_undefined_or_missing_is_400(widget, client, options, caplog):
+    assert_refused(widget.post(client, PLACEMENT_OPTIONS=options), widget, 400, state="bad_request", logged="taskId", caplog=caplog)
 
 
 @pytest.mark.parametrize("options", ["{not json", "[1,2]", '"31"', "{\"taskId\": \"31\""])
@@ -321,46 +341,52 @@ def test_malformed_placement_options_is_400(widget, client, options):
     assert_refused(widget.post(client, PLACEMENT_OPTIONS=options), widget, 400)
 
 
-def test_oversized_placement_options_is_400(widget, client):
+def test_oversized_placement_options_is_400(widget, client, caplog):
     options = json.dumps({"taskId": "31", "padding": "x" * 5000})
-    assert_refused(widget.post(client, PLACEMENT_OPTIONS=options), widget, 400, text="too large")
+    assert_refused(widget.post(client, PLACEMENT_OPTIONS=options), widget, 400, state="bad_request", logged="PLACEMENT_OPTIONS is too large", caplog=caplog)
 
 
-def test_deeply_nested_placement_options_is_400(widget, client):
+def test_deeply_nested_placement_options_is_400(widget, client, caplog):
     options = json.dumps({"taskId": "31", "a": {"b": {"c": {"d": {"e": 1}}}}})
-    assert_refused(widget.post(client, PLACEMENT_OPTIONS=options), widget, 400, text="nested")
+    assert_refused(widget.post(client, PLACEMENT_OPTIONS=options), widget, 400, state="bad_request", logged="nested", caplog=caplog)
 
 
-def test_placement_options_nested_hundreds_of_levels_deep_is_400_not_500(widget, client):
+def test_placement_options_nested_hundreds_of_levels_deep_is_400_not_500(widget, client, caplog):
     options = '{"a":' * 650 + "1" + "}" * 650  # under 4 KB, deeper than Python's stack
-    assert_refused(widget.post(client, PLACEMENT_OPTIONS=options), widget, 400, text="nested")
+    assert_refused(widget.post(client, PLACEMENT_OPTIONS=options), widget, 400, state="bad_request", logged="nested", caplog=caplog)
 
 
-def test_unknown_placement_is_400(widget, client):
+def test_unknown_placement_is_400(widget, client, caplog):
     response = widget.post(client, PLACEMENT="CRM_DEAL_DETAIL_TAB")
-    assert_refused(response, widget, 400, text="no widget for the placement")
+    assert_refused(response, widget, 400, state="bad_request", logged="no widget for the placement", caplog=caplog)
 
 
-def test_missing_auth_id_is_400(widget, client):
-    assert_refused(widget.post(client, AUTH_ID=None), widget, 400, text="AUTH_ID")
+def test_missing_auth_id_is_400(widget, client, caplog):
+    assert_refused(widget.post(client, AUTH_ID=None), widget, 400, state="bad_request", logged="AUTH_ID", caplog=caplog)
 
 
-def test_non_numeric_auth_expires_is_400(widget, client):
-    assert_refused(widget.post(client, AUTH_EXPIRES="soon"), widget, 400, text="AUTH_EXPIRES")
+def test_non_numeric_auth_expires_is_400(widget, client, caplog):
+    assert_refused(widget.post(client, AUTH_EXPIRES="soon"), widget, 400, state="bad_request", logged="AUTH_EXPIRES", caplog=caplog)
 
 
-def test_missing_domain_is_400(widget, client):
-    assert_refused(widget.post(client, DOMAIN=None), widget, 400, text="DOMAIN")
+def test_missing_domain_is_400(widget, client, caplog):
+    assert_refused(widget.post(client, DOMAIN=None), widget, 400, state="bad_request", logged="DOMAIN", caplog=caplog)
 
 
-def test_oversized_body_is_400(widget, client):
+def test_oversized_body_is_400(widget, client, caplog):
     response = widget.post(client, EXTRA="y" * (70 * 1024))
-    assert_refused(response, widget, 400, text="too large")
+    assert_refused(response, widget, 400, state="too_large", text="too large to come from Bitrix24")
 
 
 def test_refusal_page_is_localised(widget, client):
     response = widget.post(client, member_id="0" * 32, LANG="de")
     assert "nicht installiert" in response.content.decode()
+
+
+def test_refusal_page_shows_no_code_or_field_name(widget, client):
+    body = widget.post(client, PLACEMENT_OPTIONS="{}", LANG="de").content.decode()
+    assert "PLACEMENT_OPTIONS" not in body and "taskId" not in body
+    assert "Dieses Widget öffnet sich nur in Bitrix24" in body
 
 
 def test_get_is_405(client):

@@ -98,7 +98,7 @@ def test_in_chromium_the_controls_expire_the_token_make_the_app_unpaid_and_unins
             page.click('[data-control="expire-token"]')
             page.locator("#control-message", has_text="expired").wait_for(timeout=10_000)
             frame.locator('[data-action="reload"]').click()
-            frame.locator('[data-field="note"]', has_text="Done").wait_for(timeout=15_000)  # refreshed
+            frame.locator('[data-field="note"]', has_text="Task updated.").wait_for(timeout=15_000)  # refreshed
 
             page.click('[data-control="unpaid"][data-on="1"]')
             page.locator("#control-message", has_text="PAYMENT_REQUIRED").wait_for(timeout=10_000)

@@ -61,6 +61,7 @@ STATES = {
     "session_expired": (_session_expired, {}, None, None, False),
     "bad_request": (None, {"PLACEMENT_OPTIONS": "{}"}, None, None, False),
     "not_installed": (None, {"member_id": "0" * 32}, None, None, False),
+    "too_large": (None, {"EXTRA": "y" * (70 * 1024)}, None, None, False),
     "action_refused": (None, {}, _completed_elsewhere, "start", False),
     "action_rate_limited": (None, {}, _action_rate_limited, "start", False),
     "action_offline": (None, {}, None, "start", True),

@@ -23,13 +23,12 @@ class CrmDealDetailTab(registry.Placement):
     words = {
         "title": _("Deal"),
         "not_found_title": _("Deal not found"),
-        "not_found_text": _("The deal does not exist, or you do not have access to it."),
-        "gone": _("The deal was not found, or you no longer have access to it."),
-        "session_expired": _("Your Bitrix24 session has expired. Close the deal and open it again."),
-        "unreachable_text": _(
-            "Bitrix24 could not be reached or did not answer in time. Close the deal and open it again in a minute."
-        ),
-        "error_text": _("Bitrix24 answered with an error. Close the deal and open it again."),
+        "not_found_text": _("It may have been deleted, or you do not have access to it."),
+        "unreachable_title": _("Could not load the deal"),
+        "error_title": _("Could not load the deal"),
+        "error_text": _("Bitrix24 could not pass the deal to the app just now. Try again in a minute."),
+        "gone": _("The deal is gone, or you no longer have access to it."),
+        "done_reload": _("Deal updated."),
     }
 
     @classmethod

@@ -13,21 +13,25 @@ class TaskPlacement(registry.Placement):
     entity_keys = ("taskId", "TASK_ID")  # TASK_ID: portals older than 2026-08 (protocol 0.2)
     answer_key = "task"
     script = "placements/_task_actions.js.html"
-    actions = {
-        "start": "tasks.task.start",
-        "complete": "tasks.task.complete",
-        "defer": "tasks.task.defer",
-    }
+    actions = {name: f"tasks.task.{name}" for name in tasks.TASK_ACTIONS}
     words = {
         "title": _("Task widget"),
         "not_found_title": _("Task not found"),
-        "not_found_text": _("The task does not exist, or you do not have access to it."),
-        "gone": _("The task was not found, or you no longer have access to it."),
-        "session_expired": _("Your Bitrix24 session has expired. Close the task and open it again."),
-        "unreachable_text": _(
-            "Bitrix24 could not be reached or did not answer in time. Close the task and open it again in a minute."
-        ),
-        "error_text": _("Bitrix24 answered with an error. Close the task and open it again."),
+        "not_found_text": _("It may have been deleted, or you do not have access to it."),
+        "unreachable_title": _("Could not load the task"),
+        "error_title": _("Could not load the task"),
+        "error_text": _("Bitrix24 could not pass the task to the app just now. Try again in a minute."),
+        "gone": _("The task is gone, or you no longer have access to it."),
+        "refused_note": _("Bitrix24 did not allow this. The task is shown as it is now."),
+        # The note says what was done; "One moment…" while it runs is never a status's word.
+        "done_reload": _("Task updated."),
+        "done_start": _("Task started."),
+        "done_pause": _("Task paused."),
+        "done_complete": _("Task completed."),
+        "done_defer": _("Task deferred."),
+        "done_renew": _("Task renewed."),
+        "done_approve": _("Task approved."),
+        "done_disapprove": _("Task returned to work."),
     }
 
     @classmethod
