@@ -23,6 +23,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 HOST_ADDRESS = "127.0.0.2"
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -133,17 +134,23 @@ class HostPage:
 
     def set_card(self, *, action: str, fields: dict, task_id, width: int = 380, height: int = 120) -> None:
         """The next load of "/" frames the widget at ``width`` px, the iframe starting ``height`` px tall."""
-        inputs = "".join(
-            f'<input type="hidden" name="{html.escape(name)}" value="{html.escape(value)}">'
-            for name, value in fields.items()
-        )
-        self.page = HOST_PAGE.format(
-            task_id=task_id, width=width, height=height, action=html.escape(action), fields=inputs
-        ).encode()
+        self.page = host_page_html(action=action, fields=fields, task_id=task_id, width=width, height=height)
 
     def route_library(self, page) -> None:
         """Serve Bitrix24's library from this host (delayed by ``library_delay``): no internet in tests."""
         page.route(BX24_LIBRARY_URL, lambda route: route.continue_(url=self.origin + "/bx24.js"))
+
+
+def host_page_html(*, action: str, fields: dict, origin: str = "", task_id="", width: int = 380,
+                   height: int = 230) -> bytes:
+    """The card page whose form POSTs ``fields`` into the iframe (``origin`` is only informative)."""
+    inputs = "".join(
+        f'<input type="hidden" name="{html.escape(name)}" value="{html.escape(value)}">'
+        for name, value in fields.items()
+    )
+    return HOST_PAGE.format(
+        task_id=task_id, width=width, height=height, action=html.escape(action), fields=inputs
+    ).encode()
 
 
 def card_for(host: HostPage, *, live_server_url: str, widget, width: int = 380, height: int = 120, **overrides):

@@ -9,7 +9,7 @@ import pytest
 
 from portals.models import Portal
 from tests.test_placements_deal import DEAL_ID, deal_tab_setup
-from tests.test_widget_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, HostPage
+from tests.browser_host import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, HostPage
 
 pytestmark = [pytest.mark.browser]
 

@@ -117,7 +117,7 @@ def test_missing_deal_renders_not_found(deal_tab, client):
 def test_hidden_deal_renders_not_found(deal_tab, client):
     deal_tab.fake_portal.deals[DEAL_ID].visible_to = {RESPONSIBLE_ID}
     body = deal_tab.post(client).content.decode()
-    assert 'data-state="not_found"' in body and "The deal does not exist" in body
+    assert 'data-state="not_found"' in body and "Deal not found" in body
 
 
 def test_deal_tab_without_crm_scope_is_an_error_state_not_a_500(fake_b24, client, settings, db):
@@ -149,7 +149,7 @@ def test_reload_of_a_deal_that_became_hidden_is_refused_with_the_deals_words(dea
     deal_tab.fake_portal.deals[DEAL_ID].visible_to = {RESPONSIBLE_ID}
     answer = client.post("/placements/action/", {"action": "reload", "token": token})
     assert answer.status_code == 403
-    assert answer.json()["message"] == "The deal was not found, or you no longer have access to it."
+    assert answer.json()["message"] == "The deal is gone, or you no longer have access to it."
 
 
 def test_a_task_action_on_a_deal_is_400(deal_tab, client):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 
 import pytest
 from django.db import connection
@@ -58,7 +59,7 @@ def test_open_shows_the_task(widget, client):
     assert f'data-path="/company/personal/user/{VIEWER_ID}/"' in body and 'title="Anna Petrova"' in body
     assert 'data-action-url="http://testserver/placements/action/"' in body
     assert action_token_from(body)
-    assert '<script id="b24-library" src="//api.bitrix24.com/api/v1/" async>' in body
+    assert re.search(r'<script id="b24-library" src="//api.bitrix24.com/api/v1/" nonce="[^"]+" async>', body)
     assert "resizeWindow" in body and "fitWindow()" not in body
     assert "{#" not in body and "{%" not in body  # no template comment or tag shown as text
 

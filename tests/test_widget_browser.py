@@ -8,13 +8,12 @@ task someone else changed, and use every action from the keyboard.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from portals.models import Portal
 from tests.browser_host import (
-    CHROMIUM, CHROMIUM_ARGS, HostPage, allow_orm_beside_playwright, bx24_log, card_for, frame_height,
+    ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, HostPage, allow_orm_beside_playwright, bx24_log, card_for, frame_height,
 )
 from tests.fixtures_placements import VIEWER_ID, widget_setup
 
@@ -23,7 +22,6 @@ pytestmark = [
     pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary on PATH (Debian's 'chromium' package)"),
 ]
 
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 WAIT = 15000  # ms
 
 

@@ -13,7 +13,7 @@ import pytest
 from portals.models import Portal
 from tests.fixtures_placements import widget_setup
 from tests.helpers import install_payload
-from tests.test_widget_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, HostPage, host_page_html
+from tests.browser_host import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, HostPage, host_page_html
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary on PATH")]
 
