@@ -69,7 +69,8 @@ def test_a_busy_portals_action_answers_503_saying_try_again(settings, client, wi
         hold_slots(stack, endpoint_of(widget), 1)
         response = client.post("/placements/action/", {"action": "reload", "token": token})
     assert response.status_code == 503
-    assert "slow to answer" in response.json()["message"] and "try again" in response.json()["message"]
+    message = response.json()["message"]
+    assert "slow to answer" in message and "try again" in message.lower() and response.json()["state"] == "busy"
 
 
 # --- the circuit breaker --------------------------------------------------------------------------
