@@ -515,3 +515,48 @@ def test_batch_substitutes_an_earlier_commands_result(fake, crm_portal):
     res = r.json()["result"]["result"]
     assert [row["NAME"] for row in res["stage"]] == ["Document preparation"]
     assert [(u["ID"], u["NAME"]) for u in res["who"]] == [("5", "Ivan")]
+
+
+# --- subscription, payment and updates (protocol 2.2, 15) -----------------------------------------
+
+
+def test_subscription_shows_in_both_app_info_variants(fake, portal):
+    fake.set_subscription(portal, status="T", days=12, license="de_pro100")
+    t = fake.issue_tokens(portal)
+    info = call(portal, "app.info", t["access_token"]).json()["result"]
+    assert (info["STATUS"], info["DAYS"], info["PAYMENT_EXPIRED"], info["LICENSE"]) == ("T", 12, "N", "de_pro100")
+    oauth = requests.get(fake.oauth_url + "/rest/app.info", params={"auth": t["access_token"]}, timeout=5).json()
+    install = oauth["result"]["install"]
+    assert (install["status"], install["days"], install["payment_expired"]) == ("T", 12, "N")
+
+
+def test_payment_required_refuses_refresh_and_rest_until_paid(fake, portal):
+    t = fake.issue_tokens(portal)
+    fake.require_payment(portal)
+    r = refresh(fake, t["refresh_token"])
+    assert r.status_code == 401 and r.json()["error"] == "PAYMENT_REQUIRED"
+    rest = call(portal, "app.info", t["access_token"])
+    assert rest.status_code == 401 and rest.json()["error"] == "PAYMENT_REQUIRED"
+    fake.pay(portal, status="P", days=30)
+    renewed = refresh(fake, t["refresh_token"])  # the refresh token was not spent meanwhile
+    assert renewed.status_code == 200
+    assert call(portal, "profile", renewed.json()["access_token"]).status_code == 200
+
+
+def test_update_drops_event_handlers_and_rotates_the_application_token(fake, portal):
+    admin = fake.issue_tokens(portal)["access_token"]
+    assert call(portal, "event.bind", admin, event="ONAPPUPDATE", handler=HANDLER).status_code == 200
+    assert call(portal, "placement.bind", admin, PLACEMENT="TASK_VIEW_TOP_PANEL", HANDLER=HANDLER).status_code == 200
+    old_token = portal.application_token
+    assert fake.update_app(portal) != old_token
+    assert call(portal, "event.get", admin).json()["result"] == []
+    assert len(call(portal, "placement.get", admin).json()["result"]) == 1
+    fake.update_app(portal, drop_placements=True)
+    assert call(portal, "placement.get", admin).json()["result"] == []
+    assert call(portal, "app.info", admin).json()["result"]["VERSION"] == 3
+
+
+def test_odd_app_info_fields_are_sent_as_set(fake, portal):
+    portal.app_info_extra.update({"DAYS": "soon", "STATUS": "Q", "LICENSE": None})
+    info = call(portal, "app.info", fake.issue_tokens(portal)["access_token"]).json()["result"]
+    assert info["DAYS"] == "soon" and info["STATUS"] == "Q" and "LICENSE" not in info
