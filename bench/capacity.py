@@ -36,7 +36,8 @@ def _opens(widget: WidgetPortal, port: int, *, skip_first: bool = False):
 
 
 class PostgresConnections:
-    """The most connections to the benchmark's database at any sample (every 0.1 s)."""
+    """The most client connections to the benchmark's database at any sample (every 0.1 s);
+    autovacuum workers, which pg_stat_activity lists under the database too, are not counted."""
 
     def __init__(self, database_url: str | None):
         self.url, self.peak, self._stop = database_url, 0, threading.Event()
@@ -54,7 +55,7 @@ class PostgresConnections:
             while not self._stop.wait(0.1):
                 count = conn.execute(
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND pid <> pg_backend_pid()").fetchone()[0]
+                    "AND pid <> pg_backend_pid() AND backend_type = 'client backend'").fetchone()[0]
                 self.peak = max(self.peak, count)
 
     def __exit__(self, *exc) -> None:
