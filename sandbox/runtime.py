@@ -70,7 +70,7 @@ class Sandbox:
 
     @property
     def slow(self) -> bool:
-        return self.fake.latency_for.get("portal", 0.0) >= SLOW_LATENCY
+        return self.portal.latency >= SLOW_LATENCY
 
     # ------------------------------------------------------------------ what Bitrix24 posts
 
@@ -108,7 +108,7 @@ class Sandbox:
         self.fake.expire_all(self.portal)
 
     def set_slow(self, slow: bool) -> None:
-        self.fake.latency_for["portal"] = SLOW_LATENCY if slow else NORMAL_LATENCY
+        self.portal.latency = SLOW_LATENCY if slow else NORMAL_LATENCY  # this portal's REST only
 
     @property
     def unpaid(self) -> bool:
@@ -197,8 +197,8 @@ def sandbox() -> Sandbox:
     with _lock:
         if _sandbox is None:
             fake = FakeBitrix24(client_id=CLIENT_ID).start()
-            fake.latency_for["portal"] = NORMAL_LATENCY
             portal = _demo_portal(fake)
+            portal.latency = NORMAL_LATENCY
             settings.B24_CLIENT_ID = fake.client_id
             settings.B24_CLIENT_SECRET = fake.client_secret
             settings.B24_OAUTH_SERVERS = [fake.oauth_url]
