@@ -115,7 +115,7 @@ def test_a_slow_portal_does_not_hold_up_another(served, fake_b24):
     assert served_slow and busy and len(served_slow) + len(busy) == len(slow_answers)
     assert all('data-state="busy"' in text for _, _, text in busy)
     busy_seconds = sorted(seconds for _, seconds, _ in busy)
-    assert busy_seconds[len(busy_seconds) // 2] < 0.5  # a quick page, not a queue
+    assert busy_seconds[len(busy_seconds) // 2] < 1.0  # a quick page, not a queue behind the 1.6 s
     assert server_errors(tmp_path) == []
 
 
