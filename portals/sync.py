@@ -89,14 +89,15 @@ def _names(keys) -> str:
     return ", ".join(binding_label(key) for key in keys)
 
 
-def portals_sync_all() -> dict[str, int]:
+def portals_sync_all(*, concurrency: int = fanout.DEFAULT_CONCURRENCY) -> dict[str, int]:
     """``sync_portals --all`` without a terminal: the periodic run (Celery beat, see
     ``portals.tasks``). Same selection, concurrency and pacing as the command; counts by status."""
     from collections import Counter
 
     selection = fanout.portals_select(select_all=True, include_payment_required=True)
     outcomes = fanout.run_across_portals(
-        portals=selection.portals, work=lambda portal, pace: portal_sync(portal=portal, pace=pace)
+        portals=selection.portals, work=lambda portal, pace: portal_sync(portal=portal, pace=pace),
+        concurrency=concurrency,
     )
     counts = Counter(outcome.status for outcome in outcomes)
     counts["skipped"] += len(selection.skipped)

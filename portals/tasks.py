@@ -6,12 +6,12 @@ from celery import shared_task
 
 
 @shared_task(name="portals.tasks.sync_portals")
-def sync_portals() -> dict[str, int]:
+def sync_portals(concurrency: int | None = None) -> dict[str, int]:
     """Every portal brought in step with what the app declares (bitrix_widget/celeryconfig.py
     schedules it; ``PORTALS_SYNC_SECONDS``, hourly by default)."""
     from portals.sync import portals_sync_all
 
-    return portals_sync_all()
+    return portals_sync_all() if concurrency is None else portals_sync_all(concurrency=concurrency)
 
 
 # Options every Django command has, and the selection: not passed on to a queued portal's run.

@@ -34,7 +34,9 @@ def test_drift_is_repaired_and_a_second_run_binds_nothing(install_portals, fake_
     fake_b24.update_app(first_fake, drop_placements=True)  # handlers vanish on update (protocol 2.2)
     fake_b24.update_app(second_fake)  # only the events vanish
     fake_b24.reset_calls()
-    run = run_command("sync_portals", "--all", "--concurrency", "3")
+    # One portal at a time: the test database is SQLite's shared-cache memory database, where
+    # writers from several threads get "table is locked" at once instead of waiting.
+    run = run_command("sync_portals", "--all", "--concurrency", "1")
     assert run.code == 0, run.out + run.err
     assert our_placements(first_fake) == ["TASK_VIEW_TOP_PANEL"] and our_events(first_fake) == OURS
     assert our_placements(second_fake) == ["TASK_VIEW_TOP_PANEL"] and our_events(second_fake) == OURS
@@ -50,7 +52,7 @@ def test_drift_is_repaired_and_a_second_run_binds_nothing(install_portals, fake_
     assert fake_b24.count(server="portal") == 5
 
     fake_b24.reset_calls()
-    again = run_command("sync_portals", "--all")
+    again = run_command("sync_portals", "--all", "--concurrency", "1")
     assert again.code == 0
     assert bind_calls(fake_b24) == 0
     assert "3 in step" in again.lines[-1]
@@ -79,7 +81,7 @@ def test_dry_run_reads_and_calls_no_bind(install_portals, fake_b24):
     fake_b24.update_app(fake_portal, drop_placements=True)
     fake_b24.set_subscription(fake_portal, status="T", days=5)
     fake_b24.reset_calls()
-    run = run_command("sync_portals", "--all", "--dry-run")
+    run = run_command("sync_portals", "--all", "--dry-run", "--concurrency", "1")
     assert run.code == 0
     assert bind_calls(fake_b24) == 0
     assert fake_portal.placements == [] and fake_portal.events == []
@@ -95,7 +97,7 @@ def test_sync_stores_the_subscription_and_brings_a_paid_portal_back(install_port
     fake_b24.pay(paid_fake, status="S", days=28)
     fake_b24.require_payment(unpaid_fake)
     fake_b24.set_subscription(trial_fake, status="T", days=2, license="ru_pro100")
-    run = run_command("sync_portals", "--all")
+    run = run_command("sync_portals", "--all", "--concurrency", "1")
     assert run.code == 0, run.out + run.err  # an unpaid portal is a line, not a failure
     assert f"skipped {unpaid.domain} [{unpaid.member_id}] payment required" in run.out
     assert f"ok      {paid.domain} [{paid.member_id}] in step: subscription, 28 day(s) left" in run.out
@@ -111,7 +113,7 @@ def test_needs_reauth_is_skipped_and_a_failure_exits_1(install_portals, fake_b24
     (waiting, _), (broken, broken_fake), (fine, _) = install_portals(3)
     Portal.objects.filter(pk=waiting.pk).update(status=Portal.Status.NEEDS_REAUTH)
     fake_b24.uninstall(broken_fake)
-    run = run_command("sync_portals", "--all")
+    run = run_command("sync_portals", "--all", "--concurrency", "1")
     assert run.code == 1
     assert f"skipped {waiting.domain}" in run.out
     assert f"FAILED  {broken.domain}" in run.out
@@ -238,7 +240,7 @@ def test_celery_beat_runs_the_same_sync_periodically(install_portals, fake_b24):
     (portal, fake_portal), (unpaid, _) = install_portals(2)
     Portal.objects.filter(pk=unpaid.pk).update(status=Portal.Status.PAYMENT_REQUIRED)
     fake_b24.update_app(fake_portal, drop_placements=True)
-    counts = sync_portals.apply().get()  # through Celery's machinery, in this process
+    counts = sync_portals.apply(kwargs={"concurrency": 1}).get()  # Celery's machinery, in this process
     assert counts["repaired"] == 1 and counts["in step"] == 1
     assert our_placements(fake_portal) == ["TASK_VIEW_TOP_PANEL"] and OURS <= our_events(fake_portal)
     assert Portal.objects.get(pk=unpaid.pk).status == Portal.Status.ACTIVE  # app.info answered
