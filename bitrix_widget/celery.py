@@ -37,6 +37,7 @@ def publish(task, args, *, countdown: float = 0.0) -> None:
 
     with _connection_pool(settings.CELERY_BROKER_URL).acquire(block=True, timeout=2) as connection:
         task.apply_async(
-            args=args, countdown=countdown or None, connection=connection, retry=True,
+            args=args, countdown=countdown or None, connection=connection, queue=settings.CELERY_TASK_DEFAULT_QUEUE,
+            retry=True,
             retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
         )

@@ -18,6 +18,8 @@ env = environ.Env()
 environ.Env.read_env(Path(__file__).resolve().parent.parent / ".env", overwrite=False)  # as settings.py
 
 broker_url = env.str("CELERY_BROKER_URL", default="") or "memory://"
+# The queue tasks go to and workers consume (CELERY_TASK_DEFAULT_QUEUE; default "celery").
+task_default_queue = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
 # Results are not read back: events and outcomes live in the database.
 task_ignore_result = True
 result_backend = None

@@ -204,6 +204,8 @@ if SANDBOX:
 # --- The queue (Celery; the worker's own knobs are in bitrix_widget/celeryconfig.py) -------------
 # Unset: tasks run in this process right after the response (./scripts/dev needs no server).
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
+# The queue tasks are sent to and a worker consumes (several deployments may share one broker).
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
 # Every portal's budget of Bitrix24 calls (protocol 4.4, 18), shared by every process through
 # the broker's Redis (or the database without one): a steady rate and a burst.
 B24_RATE_PER_SECOND = env.float("B24_RATE_PER_SECOND", default=2.0)

@@ -10,7 +10,9 @@ from portals.admin import DeclaredLookupsOnly
 
 @admin.register(Event)
 class EventAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
-    list_display = ("received_at", "name", "object_id", "portal", "source", "status", "attempts", "short_error", "processed_at")
+    list_display = (
+        "received_at", "name", "object_id", "portal_domain", "source", "status", "attempts", "short_error", "processed_at",
+    )
     list_filter = ("status", "name", "source", ("portal", admin.RelatedOnlyFieldListFilter))
     search_fields = ("=object_id", "portal__domain", "=portal__member_id")
     list_select_related = ("portal",)
@@ -28,6 +30,10 @@ class EventAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    @admin.display(description="portal", ordering="portal__domain")
+    def portal_domain(self, obj):
+        return obj.portal.domain  # the member_id is in the portal filter and on the event's page
 
     @admin.display(description="error")
     def short_error(self, obj):

@@ -10,58 +10,49 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.db import connection
+
+from tests.fixtures_gunicorn import app_env, postgres_url_of
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = "redis://127.0.0.1:6379/1"
 
 
-def database_url() -> str:
-    db = connection.settings_dict
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-def child_environment(fake, **extra: str) -> dict:
-    """The environment of a server or worker process run by a test: this test database, the
-    secrets this process encrypts tokens with, and the fake Bitrix24 as the trusted servers."""
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": database_url(),
-        "SECRET_KEY": settings.SECRET_KEY,
-        "TOKEN_ENCRYPTION_KEYS": ",".join(settings.TOKEN_ENCRYPTION_KEYS),
-        "B24_OAUTH_SERVERS": fake.oauth_url,
-        "B24_CLIENT_ID": fake.client_id,
-        "B24_CLIENT_SECRET": fake.client_secret,
-        "B24_ALLOW_PRIVATE_ENDPOINTS": "true",
-        "B24_APP_BASE_URL": "https://app.example.com",
-        "ALLOWED_HOSTS": "127.0.0.1",
-        **extra,
-    }
-
-
-@pytest.fixture
-def redis_broker(settings):
-    """Redis DB 1, emptied before and after; the web side (this process) publishes to it."""
+def redis_client_or_skip(url: str):
+    """A client of one Redis DB (1-3 are the events tests'); the test is skipped when Redis does
+    not answer (.ci/run starts it). Nothing is flushed: other runs of the suite on this machine
+    may share the DB, so each test sends to a queue of its own (``own_queue``)."""
     import redis
 
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
+    client = redis.Redis.from_url(url, socket_connect_timeout=1)
     try:
         client.ping()
     except redis.RedisError:
         pytest.skip("Redis does not answer on 127.0.0.1:6379 (.ci/run starts it)")
+    return client
+
+
+@pytest.fixture
+def own_queue(settings) -> str:
+    """A Celery queue name for this test alone (its workers consume it, its tasks go to it)."""
+    settings.CELERY_TASK_DEFAULT_QUEUE = f"test-{uuid.uuid4().hex[:12]}"
+    return settings.CELERY_TASK_DEFAULT_QUEUE
+
+
+@pytest.fixture
+def redis_broker(settings, own_queue):
+    """Redis DB 1 and a queue of this test's own; the web side (this process) publishes to it."""
     if connection.vendor != "postgresql":
         pytest.skip("worker processes need a real database server: set DATABASE_URL=postgres://...")
-    client.flushdb()
+    client = redis_client_or_skip(REDIS_URL)
     settings.CELERY_BROKER_URL = REDIS_URL
     yield client
-    client.flushdb()
+    client.delete(own_queue)
 
 
 @dataclass
@@ -94,6 +85,7 @@ class Worker:
 class Workers:
     fake: object
     tmp_path: Path
+    queue: str
     started: list = field(default_factory=list)
 
     def start(self, name: str = "w1", *, concurrency: int = 1, **env: str) -> Worker:
@@ -102,12 +94,13 @@ class Workers:
             [sys.executable, "-m", "celery", "-A", "bitrix_widget", "worker", "--loglevel=INFO",
              "-P", "prefork", "-c", str(concurrency), "-n", f"{name}@%h",
              "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            cwd=ROOT, env=child_environment(self.fake, CELERY_BROKER_URL=REDIS_URL, **env),
+            cwd=ROOT, env=app_env(self.fake, database_url=postgres_url_of(connection.settings_dict),
+                                  CELERY_BROKER_URL=REDIS_URL, CELERY_TASK_DEFAULT_QUEUE=self.queue, **env),
             stdout=subprocess.DEVNULL, stderr=open(log, "w"),
         )
         worker = Worker(process, log, name)
         self.started.append(worker)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120  # a loaded machine boots a worker slowly
         while "ready." not in log.read_text():
             assert process.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, "the worker did not start:\n" + log.read_text()[-3000:]
@@ -120,9 +113,9 @@ class Workers:
 
 
 @pytest.fixture
-def workers(fake_b24, redis_broker, tmp_path):
+def workers(fake_b24, redis_broker, tmp_path, own_queue):
     """Factory of real ``celery -A bitrix_widget worker`` processes; all stopped at the end."""
-    pool = Workers(fake_b24, tmp_path)
+    pool = Workers(fake_b24, tmp_path, own_queue)
     yield pool
     pool.stop_all()
 

@@ -6,34 +6,27 @@ import json
 import pytest
 
 from tests.fixtures_operators import run_command
-from tests.fixtures_queue import wait_until
+from tests.fixtures_queue import redis_client_or_skip, wait_until
 
 REDIS_URL = "redis://127.0.0.1:6379/3"
 
 
 @pytest.fixture
-def broker(settings):
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except redis.RedisError:
-        pytest.skip("Redis does not answer on 127.0.0.1:6379 (.ci/run starts it)")
-    client.flushdb()
+def broker(settings, own_queue):
+    client = redis_client_or_skip(REDIS_URL)
     settings.CELERY_BROKER_URL = REDIS_URL
     yield client
-    client.flushdb()
+    client.delete(own_queue)
 
 
 @pytest.mark.django_db
-def test_queue_puts_one_task_per_portal_on_the_broker_and_calls_no_portal(install_portals, fake_b24, broker):
+def test_queue_puts_one_task_per_portal_on_the_broker_and_calls_no_portal(install_portals, fake_b24, broker, own_queue):
     installed = install_portals(3)
     fake_b24.reset_calls()
     run = run_command("bind_placement", "--all", "--queue", "--placement", "TASK_VIEW_TAB")
     assert run.code == 0, run.out + run.err
     assert "bind_placement TASK_VIEW_TAB: 3 portal(s) queued for the workers" in run.out
-    messages = [json.loads(raw) for raw in broker.lrange("celery", 0, -1)]
+    messages = [json.loads(raw) for raw in broker.lrange(own_queue, 0, -1)]
     assert len(messages) == 3 and fake_b24.calls == []
     assert {m["headers"]["task"] for m in messages} == {"portals.tasks.portal_command"}
     members = sorted(json.loads(base64.b64decode(m["body"]))[0][1] for m in messages)

@@ -7,6 +7,7 @@ import pytest
 
 from portals import ratelimit
 from portals.bitrix import client, errors
+from tests.fixtures_queue import redis_client_or_skip
 
 pytestmark = pytest.mark.django_db
 REDIS_URL = "redis://127.0.0.1:6379/2"
@@ -17,12 +18,7 @@ def budget(request, settings):
     settings.B24_RATE_PER_SECOND = 10.0
     settings.B24_RATE_BURST = 3
     if request.param == "redis":
-        import redis
-
-        try:
-            redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
-        except redis.RedisError:
-            pytest.skip("Redis does not answer on 127.0.0.1:6379")
+        redis_client_or_skip(REDIS_URL)
         settings.CELERY_BROKER_URL = REDIS_URL
     else:
         settings.CELERY_BROKER_URL = ""
