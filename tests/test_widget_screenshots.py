@@ -93,7 +93,8 @@ def test_screenshots(state, live_server, fake_b24, client, settings, transaction
                         before(widget, host, fake_b24)
                     card_for(host, live_server_url=live_server.url, widget=widget, width=width,
                              LANG=lang, **overrides)
-                    page = browser.new_page(viewport={"width": width + 40, "height": 200})
+                    # Tall: Chromium paints a cross-origin frame only inside the viewport, even in a full-page shot.
+                    page = browser.new_page(viewport={"width": width + 40, "height": 900})
                     host.route_library(page)
                     if offline:
                         page.route("**/placements/action/**", lambda route: route.abort())
@@ -106,7 +107,9 @@ def test_screenshots(state, live_server, fake_b24, client, settings, transaction
                         frame.locator(f'[data-action="{click}"]').click()
                         frame.locator('#b24-widget[aria-busy="false"]').wait_for(state="attached", timeout=20000)
                     page.wait_for_timeout(400)  # let the frame settle to its fitted height
-                    page.screenshot(path=str(out / f"{state}-{lang}-{width}.png"), full_page=True)
+                    bottom = page.evaluate("document.getElementById('card').getBoundingClientRect().bottom")
+                    page.screenshot(path=str(out / f"{state}-{lang}-{width}.png"),
+                                    clip={"x": 0, "y": 0, "width": width + 40, "height": bottom + 12})
                     page.close()
         finally:
             browser.close()
