@@ -137,7 +137,7 @@ def _database_turn(key: str, interval: float, tau: float, max_wait: float) -> tu
     sql = _UPDATE.get(connection.vendor, _UPDATE["postgresql"])
     key = key[:255]
     with connection.cursor() as cursor:
-        for _ in range(2):
+        for _ in range(3):
             now = time.time()
             cursor.execute(sql, [now, interval, key, now, tau, now, max_wait])
             row = cursor.fetchone()
@@ -145,9 +145,14 @@ def _database_turn(key: str, interval: float, tau: float, max_wait: float) -> tu
                 return True, max(0.0, row[0] - interval - tau - now)
             cursor.execute("SELECT tat FROM portals_ratebucket WHERE key = %s", [key])
             found = cursor.fetchone()
-            if found is not None:
-                return False, max(0.0, found[0] - tau - now)
-            cursor.execute(_INSERT, [key, now])  # the portal's first call: an empty bucket
+            if found is None:
+                cursor.execute(_INSERT, [key, now])  # the portal's first call: an empty bucket
+                continue
+            wait = max(0.0, found[0] - tau - now)
+            if wait > max_wait:
+                return False, wait
+            # The row appeared between our UPDATE and this read (another caller's first call at the
+            # same moment): there is room, so take the turn with the UPDATE again.
     return False, max_wait
 
 
